@@ -1,0 +1,60 @@
+"""Every error response, mapped in one place to one body shape: {"error": {code, message, ...}}."""
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from service.api.responses import json_response
+
+logger = logging.getLogger(__name__)
+
+
+class ApiError(Exception):
+    """An error with its HTTP status, raised anywhere and rendered by the handler below."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+def request_id_of(request: Request) -> str:
+    return getattr(request.state, "request_id", "")
+
+
+def error_response(request: Request, status: int, code: str, message: str, details: list | None = None) -> Response:
+    body = {"error": {"code": code, "message": message, "request_id": request_id_of(request), "details": details or []}}
+    return json_response(body, status)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ApiError)
+    async def _api_error(request: Request, error: ApiError) -> Response:
+        return error_response(request, error.status, error.code, error.message)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, error: RequestValidationError) -> Response:
+        details = [
+            {"location": ".".join(str(part) for part in item["loc"]), "problem": item["msg"]}
+            for item in error.errors()
+        ]
+        summary = "; ".join(f"{d['location']}: {d['problem']}" for d in details[:3])
+        logger.warning("invalid request %s: %s", request_id_of(request), summary)
+        return error_response(request, 422, "invalid_request", f"request body is invalid: {summary}", details)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, error: StarletteHTTPException) -> Response:
+        codes = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
+        return error_response(request, error.status_code, codes.get(error.status_code, "http_error"), str(error.detail))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, error: Exception) -> Response:
+        request_id = request_id_of(request)
+        logger.error("unhandled error in request %s", request_id, exc_info=error)
+        return error_response(
+            request, 500, "internal_error", f"internal error; quote request_id {request_id} when reporting it"
+        )

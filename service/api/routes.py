@@ -1,0 +1,121 @@
+"""HTTP routes: /rank, /health, /ready, /metrics."""
+
+import time
+import uuid
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from service.api.errors import ApiError
+from service.api.responses import json_response
+from service.api.schemas import ErrorResponse, RankRequest, RankResponse
+from service.api.state import AppState
+from service.pipeline.rank import Candidate, RankResult
+
+router = APIRouter()
+
+
+def state_of(request: Request) -> AppState:
+    return request.app.state.ranker
+
+
+@router.post(
+    "/rank",
+    response_model=RankResponse,
+    responses={422: {"model": ErrorResponse}, 500: {"model": ErrorResponse}, 503: {"model": ErrorResponse}},
+    summary="Rank candidate products for a user and a query",
+)
+async def rank(body: RankRequest, request: Request) -> Response:
+    state = state_of(request)
+    _check_limits(body, state)
+    if state.pipeline is None:
+        raise ApiError(503, "not_ready", "no bundle is loaded yet; retry when GET /ready returns 200")
+
+    started = time.perf_counter()
+    state.metrics.candidates.observe(len(body.candidates))
+    result = await state.pipeline.rank(
+        query=body.query,
+        candidates=[Candidate(c.product_id, c.title) for c in body.candidates],
+        user_id=body.user_id,
+        top_k=body.top_k,
+        explain=body.explain,
+    )
+    _record(state, result, time.perf_counter() - started)
+    return json_response(
+        _response_body(request.state.request_id, result), headers={"Server-Timing": result.timer.server_timing()}
+    )
+
+
+def _check_limits(body: RankRequest, state: AppState) -> None:
+    settings = state.settings
+    if len(body.candidates) > settings.max_candidates:
+        raise ApiError(
+            422, "too_many_candidates",
+            f"candidates has {len(body.candidates)} items, more than the maximum of {settings.max_candidates}; "
+            "send fewer or raise RANKER_MAX_CANDIDATES",
+        )
+    if len(body.query) > settings.max_query_chars:
+        raise ApiError(
+            422, "query_too_long",
+            f"query has {len(body.query)} characters, more than the maximum of {settings.max_query_chars}; "
+            "shorten it or raise RANKER_MAX_QUERY_CHARS",
+        )
+
+
+def _record(state: AppState, result: RankResult, seconds: float) -> None:
+    metrics = state.metrics
+    metrics.request_duration.observe(seconds)
+    for stage, stage_seconds in result.timer.seconds.items():
+        metrics.stage_duration.labels(stage=stage).observe(stage_seconds)
+    for reason in result.degraded_reasons:
+        metrics.degraded.labels(reason=reason).inc()
+
+
+def _response_body(request_id: str, result: RankResult) -> dict:
+    items = []
+    for item in result.items:
+        entry = {"product_id": item.product_id, "rank": item.rank, "score": item.score, "task_scores": item.task_scores}
+        if item.explanation is not None:
+            entry["explanation"] = item.explanation
+        items.append(entry)
+    return {
+        "request_id": request_id,
+        "bundle_version": result.bundle_version,
+        "items": items,
+        "degraded": bool(result.degraded_reasons),
+        "degraded_reasons": result.degraded_reasons,
+    }
+
+
+@router.get("/health", summary="Liveness: the process answers")
+async def health() -> dict:
+    return {"status": "ok"}
+
+
+@router.get("/ready", summary="Readiness: bundle loaded, encoder warmed, user features reachable")
+async def ready(request: Request) -> Response:
+    state = state_of(request)
+    bundle = state.bundle
+    store_ok = await state.store.ping()
+    body = {
+        "ready": bool(bundle and bundle.warmed and store_ok),
+        "bundle_version": bundle.version if bundle else None,
+        "encoder_warmed": bool(bundle and bundle.warmed),
+        "execution_providers": bundle.providers if bundle else {},
+        "user_features": {
+            "source": state.store.kind,
+            "reachable": store_ok,
+            "redis_url": state.settings.masked_redis_url(),
+        },
+    }
+    return json_response(body, 200 if body["ready"] else 503)
+
+
+@router.get("/metrics", summary="Prometheus metrics")
+async def metrics(request: Request) -> Response:
+    return Response(generate_latest(state_of(request).metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+def new_request_id() -> str:
+    return uuid.uuid4().hex[:16]

@@ -1,0 +1,91 @@
+"""User feature stores: Redis (one GET per request) or the bundle's snapshot."""
+
+import logging
+from dataclasses import dataclass
+from typing import Protocol
+
+import redis.asyncio as redis
+from redis.exceptions import RedisError
+
+from service.features.user import UserFeatures, UserRecordError, decode_user, user_key
+
+logger = logging.getLogger(__name__)
+
+# Degraded reasons; they are also the values of the `reason` metric label.
+USER_NOT_FOUND = "user_not_found"
+USER_RECORD_INVALID = "user_record_invalid"
+FEATURE_STORE_UNAVAILABLE = "feature_store_unavailable"
+
+
+@dataclass(frozen=True)
+class UserLookup:
+    features: UserFeatures
+    degraded_reason: str | None = None
+
+
+class UserStore(Protocol):
+    kind: str
+
+    async def lookup(self, user_id: str) -> UserLookup: ...
+
+    async def ping(self) -> bool: ...
+
+    async def close(self) -> None: ...
+
+
+class RedisUserStore:
+    kind = "redis"
+
+    def __init__(self, url: str, prefix: str, timeout_seconds: float) -> None:
+        self.prefix = prefix
+        self.client = redis.Redis.from_url(
+            url,
+            socket_timeout=timeout_seconds,
+            socket_connect_timeout=timeout_seconds,
+            health_check_interval=30,
+        )
+
+    async def lookup(self, user_id: str) -> UserLookup:
+        """Read one user record: 1 round trip. Missing, invalid or unreachable -> defaults."""
+        try:
+            payload = await self.client.get(user_key(self.prefix, user_id))
+        except (RedisError, OSError) as error:
+            logger.warning("feature store read failed for user %s: %s", user_id, error)
+            return UserLookup(UserFeatures(), FEATURE_STORE_UNAVAILABLE)
+        if payload is None:
+            return UserLookup(UserFeatures(), USER_NOT_FOUND)
+        try:
+            return UserLookup(decode_user(payload))
+        except UserRecordError as error:
+            logger.warning("invalid feature record for user %s: %s", user_id, error)
+            return UserLookup(UserFeatures(), USER_RECORD_INVALID)
+
+    async def ping(self) -> bool:
+        try:
+            return bool(await self.client.ping())
+        except (RedisError, OSError):
+            return False
+
+    async def close(self) -> None:
+        await self.client.aclose()
+
+
+class SnapshotUserStore:
+    """User features from the bundle's users.jsonl, for running without Redis."""
+
+    kind = "snapshot"
+
+    def __init__(self, users: dict[str, UserFeatures]) -> None:
+        self.users = users
+
+    async def lookup(self, user_id: str) -> UserLookup:
+        features = self.users.get(user_id)
+        if features is None:
+            return UserLookup(UserFeatures(), USER_NOT_FOUND)
+        return UserLookup(features)
+
+    async def ping(self) -> bool:
+        return True
+
+    async def close(self) -> None:
+        return None

@@ -1,0 +1,170 @@
+"""The /rank pipeline: user features, query embedding, product features, scores, order.
+
+The request reads the current bundle once and uses that object to the end, so every response
+is scored by exactly one bundle. CPU-bound steps run in a thread pool, off the event loop.
+"""
+
+import asyncio
+import logging
+from collections.abc import Callable, Sequence
+from concurrent.futures import Executor
+from dataclasses import dataclass
+
+import numpy as np
+
+from service.engines.bundle import Bundle
+from service.engines.user_store import UserLookup, UserStore
+from service.features.attributes import ProductAttributes, describe_product
+from service.features.builder import CATEGORICAL_FEATURES, CONTINUOUS_FEATURES, QueryContext, build_features
+from service.features.user import UserFeatures
+from service.pipeline.fusion import fuse_scores
+from service.pipeline.timing import StageTimer
+
+logger = logging.getLogger(__name__)
+
+UNKNOWN_PRODUCT = "unknown_product"
+
+
+@dataclass(frozen=True)
+class Candidate:
+    product_id: str
+    title: str | None = None
+
+
+@dataclass(frozen=True)
+class RankedItem:
+    product_id: str
+    rank: int
+    score: float
+    task_scores: dict[str, float]
+    explanation: dict | None = None
+
+
+@dataclass(frozen=True)
+class RankResult:
+    bundle_version: str
+    items: list[RankedItem]
+    degraded_reasons: list[str]
+    timer: StageTimer
+
+
+@dataclass(frozen=True)
+class Scored:
+    probabilities: np.ndarray  # [candidates, tasks]
+    scores: np.ndarray  # [candidates]
+    categorical: np.ndarray
+    continuous: np.ndarray
+    unknown_without_title: int
+
+
+class RankingPipeline:
+    def __init__(self, store: UserStore, executor: Executor, current_bundle: Callable[[], Bundle]) -> None:
+        self.store = store
+        self.executor = executor
+        self.current_bundle = current_bundle
+
+    async def rank(
+        self,
+        query: str,
+        candidates: Sequence[Candidate],
+        user_id: str | None,
+        top_k: int | None,
+        explain: bool,
+    ) -> RankResult:
+        bundle = self.current_bundle()
+        timer = StageTimer()
+        reasons: list[str] = []
+
+        with timer.stage("user_features"):
+            lookup = await self.fetch_user(user_id)
+        if lookup.degraded_reason:
+            reasons.append(lookup.degraded_reason)
+
+        loop = asyncio.get_running_loop()
+        scored = await loop.run_in_executor(
+            self.executor, score_candidates, bundle, query, candidates, lookup.features, timer
+        )
+        if scored.unknown_without_title:
+            reasons.append(UNKNOWN_PRODUCT)
+
+        with timer.stage("order"):
+            items = order_candidates(bundle, candidates, scored, top_k, explain)
+        return RankResult(bundle.version, items, reasons, timer)
+
+    async def fetch_user(self, user_id: str | None) -> UserLookup:
+        """Anonymous requests get default features without a degraded flag: nothing failed."""
+        if user_id is None:
+            return UserLookup(UserFeatures())
+        return await self.store.lookup(user_id)
+
+
+def score_candidates(
+    bundle: Bundle, query: str, candidates: Sequence[Candidate], user: UserFeatures, timer: StageTimer
+) -> Scored:
+    """Run the CPU-bound stages; called in the inference thread pool."""
+    with timer.stage("encode_query"):
+        query_embedding = bundle.encoder.embed([query])  # [1, d]
+        context = QueryContext.from_query(query)
+
+    with timer.stage("product_features"):
+        product_ids = [c.product_id for c in candidates]
+        attributes, embeddings, unknown_without_title = gather_products(bundle, candidates)
+        categorical, continuous = build_features(
+            user, context, product_ids, attributes, bundle.stats, bundle.vocabularies
+        )
+        queries = np.repeat(query_embedding, len(candidates), axis=0)  # [candidates, d]
+
+    with timer.stage("score"):
+        probabilities = bundle.ranker.score(categorical, continuous, queries, embeddings)
+        scores = fuse_scores(probabilities, bundle.ranker.tasks, bundle.fusion_weights)
+    return Scored(probabilities, scores, categorical, continuous, unknown_without_title)
+
+
+def gather_products(
+    bundle: Bundle, candidates: Sequence[Candidate]
+) -> tuple[list[ProductAttributes], np.ndarray, int]:
+    """Return attributes, embeddings [candidates, d] and the count of unknown untitled products.
+
+    A product missing from the bundle is embedded from its request title (one batched encoder
+    call for all of them); without a title it gets a zero embedding and empty attributes.
+    """
+    catalog = bundle.catalog
+    rows = np.array([catalog.index.get(c.product_id, -1) for c in candidates], dtype=np.int64)
+    embeddings = catalog.embeddings[np.maximum(rows, 0)]  # a copy; unknown rows are overwritten
+    attributes = [catalog.attributes[r] if r >= 0 else None for r in rows]
+
+    unknown = np.flatnonzero(rows < 0)
+    titled = [i for i in unknown if candidates[i].title]
+    if titled:
+        embeddings[titled] = bundle.encoder.embed([candidates[i].title for i in titled])
+    for i in unknown:
+        attributes[i] = describe_product(candidates[i].title or "", bundle.brands)
+    untitled = [i for i in unknown if not candidates[i].title]
+    embeddings[untitled] = 0.0
+    return attributes, embeddings, len(untitled)  # type: ignore[return-value]
+
+
+def order_candidates(
+    bundle: Bundle, candidates: Sequence[Candidate], scored: Scored, top_k: int | None, explain: bool
+) -> list[RankedItem]:
+    """Sort by score, highest first; equal scores fall back to product_id, so the order never
+    depends on the order candidates were sent in."""
+    tasks = bundle.ranker.tasks
+    order = sorted(range(len(candidates)), key=lambda i: (-scored.scores[i], candidates[i].product_id))
+    if top_k is not None:
+        order = order[:top_k]
+    items = []
+    for rank, i in enumerate(order, start=1):
+        probabilities = scored.probabilities[i]
+        task_scores = {task: float(probabilities[tasks.index(task)]) for task in bundle.served_tasks}
+        explanation = _explain(tasks, scored, i) if explain else None
+        items.append(RankedItem(candidates[i].product_id, rank, float(scored.scores[i]), task_scores, explanation))
+    return items
+
+
+def _explain(tasks: Sequence[str], scored: Scored, row: int) -> dict:
+    return {
+        "task_probabilities": {task: float(p) for task, p in zip(tasks, scored.probabilities[row], strict=True)},
+        "categorical": {name: int(v) for name, v in zip(CATEGORICAL_FEATURES, scored.categorical[row], strict=True)},
+        "continuous": {name: float(v) for name, v in zip(CONTINUOUS_FEATURES, scored.continuous[row], strict=True)},
+    }

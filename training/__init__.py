@@ -1,0 +1,1 @@
+"""Offline training: data adapters, behaviour simulation, labels, sampling, MMoE, export."""

@@ -1,0 +1,69 @@
+"""The typed configuration of one training run, saved as config.json in the run folder."""
+
+import json
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
+from pathlib import Path
+from typing import Any
+
+from training.labels import LabelConfig
+from training.model.mmoe import MMoEConfig
+from training.sampling import SamplingConfig
+from training.simulation.behaviour import SimulationConfig
+
+
+@dataclass(frozen=True)
+class OptimizerConfig:
+    epochs: int = 12
+    batch_size: int = 512
+    learning_rate: float = 2e-3
+    weight_decay: float = 1e-5
+    patience: int = 3  # epochs without a better validation loss before stopping
+    # Loss weight per task head, in TASKS order: click, add_to_cart, purchase, relevance.
+    task_weights: tuple[float, float, float, float] = (1.0, 1.0, 1.0, 0.5)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    data_dir: str = "data"
+    source: str = "home_depot"
+    # Keep this many queries, drawn with the seed (None = all); tests and smoke runs use a slice.
+    max_queries: int | None = None
+    seed: int = 7
+    validation_share: float = 0.1
+    test_share: float = 0.1
+    encoder_path: str | None = None
+    max_query_tokens: int = 32
+    max_title_tokens: int = 64
+    use_relevance_labels: bool = True
+    threads: int = 2
+    simulation: SimulationConfig = field(default_factory=SimulationConfig)
+    labels: LabelConfig = field(default_factory=LabelConfig)
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    model: MMoEConfig = field(default_factory=MMoEConfig)
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def save(self, path: Path) -> None:
+        path.write_text(json.dumps(self.to_dict(), indent=2))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
+        return _from_dict(cls, data)
+
+
+def _from_dict(kind: type, data: dict[str, Any]) -> Any:
+    """Rebuild nested frozen dataclasses from their asdict() form; lists become tuples."""
+    values = {}
+    for item in fields(kind):
+        if item.name not in data:
+            continue
+        value = data[item.name]
+        factory = item.default_factory
+        if isinstance(factory, type) and is_dataclass(factory):
+            value = _from_dict(factory, value)
+        elif isinstance(value, list):
+            value = tuple(value)
+        values[item.name] = value
+    return kind(**values)

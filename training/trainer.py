@@ -1,0 +1,122 @@
+"""The MMoE training loop: per-task weighted binary cross-entropy, early stopping on validation."""
+
+import copy
+import logging
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from training.config import OptimizerConfig
+from training.dataset import RankingSet
+from training.model.mmoe import TASKS, MMoERanker
+
+logger = logging.getLogger(__name__)
+PREDICT_BATCH = 8192
+
+
+@dataclass
+class EmbeddingTables:
+    queries: torch.Tensor  # [n_queries, d]
+    products: torch.Tensor  # [n_products, d]
+
+
+def _batch_inputs(data: RankingSet, rows: np.ndarray, tables: EmbeddingTables) -> tuple[torch.Tensor, ...]:
+    return (
+        torch.from_numpy(data.categorical[rows]),
+        torch.from_numpy(data.continuous[rows]),
+        tables.queries[torch.from_numpy(data.query_rows[rows])],
+        tables.products[torch.from_numpy(data.product_rows[rows])],
+    )
+
+
+def task_loss(logits: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """Weighted sum over tasks of the mean BCE; missing targets (NaN) are left out."""
+    present = ~torch.isnan(targets)
+    losses = nn.functional.binary_cross_entropy_with_logits(
+        logits, torch.nan_to_num(targets), reduction="none"
+    )
+    per_task = (losses * present).sum(dim=0) / present.sum(dim=0).clamp(min=1)
+    return (per_task * weights).sum()
+
+
+def predict(model: MMoERanker, data: RankingSet, tables: EmbeddingTables) -> np.ndarray:
+    """Return task probabilities [n, len(TASKS)]."""
+    model.eval()
+    outputs = []
+    with torch.no_grad():
+        for start in range(0, len(data), PREDICT_BATCH):
+            rows = np.arange(start, min(start + PREDICT_BATCH, len(data)))
+            outputs.append(model(*_batch_inputs(data, rows, tables)).numpy())
+    return np.concatenate(outputs) if outputs else np.zeros((0, len(TASKS)), np.float32)
+
+
+def validation_loss(model: MMoERanker, data: RankingSet, tables: EmbeddingTables, weights: torch.Tensor) -> float:
+    model.eval()
+    total, batches = 0.0, 0
+    with torch.no_grad():
+        for start in range(0, len(data), PREDICT_BATCH):
+            rows = np.arange(start, min(start + PREDICT_BATCH, len(data)))
+            logits = model.logits(*_batch_inputs(data, rows, tables))
+            total += float(task_loss(logits, torch.from_numpy(data.targets[rows]), weights))
+            batches += 1
+    return total / max(batches, 1)
+
+
+def fit(
+    model: MMoERanker,
+    train: RankingSet,
+    validation: RankingSet,
+    tables: EmbeddingTables,
+    config: OptimizerConfig,
+    use_relevance_labels: bool,
+    seed: int,
+) -> list[dict[str, float]]:
+    """Train in place and keep the weights of the best validation epoch; return per-epoch history."""
+    generator = np.random.default_rng(seed)
+    torch.manual_seed(seed)
+    weights = torch.tensor(config.task_weights, dtype=torch.float32)
+    if not use_relevance_labels:
+        weights[TASKS.index("relevance")] = 0.0
+    # Validation lists have no relevance labels; stopping is judged on the behavioural tasks.
+    validation_weights = weights.clone()
+    validation_weights[TASKS.index("relevance")] = 0.0
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
+
+    best_loss, best_state, stale, history = float("inf"), None, 0, []
+    for epoch in range(1, config.epochs + 1):
+        started = time.perf_counter()
+        model.train()
+        order = generator.permutation(len(train))
+        running = 0.0
+        for start in range(0, len(order), config.batch_size):
+            rows = order[start : start + config.batch_size]
+            logits = model.logits(*_batch_inputs(train, rows, tables))
+            loss = task_loss(logits, torch.from_numpy(train.targets[rows]), weights)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            running += loss.item() * len(rows)
+
+        val_loss = validation_loss(model, validation, tables, validation_weights)
+        record = {"epoch": epoch, "train_loss": running / len(train), "validation_loss": val_loss,
+                  "seconds": time.perf_counter() - started}
+        history.append(record)
+        improved = val_loss < best_loss - 1e-5
+        logger.info(
+            "epoch %d/%d  train_loss %.4f  validation_loss %.4f  %.1fs%s",
+            epoch, config.epochs, record["train_loss"], val_loss, record["seconds"], "  (best)" if improved else "",
+        )
+        if improved:
+            best_loss, best_state, stale = val_loss, copy.deepcopy(model.state_dict()), 0
+        else:
+            stale += 1
+            if stale >= config.patience:
+                logger.info("early stopping: no better validation loss for %d epochs", stale)
+                break
+
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    return history
