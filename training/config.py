@@ -35,6 +35,8 @@ class TrainConfig:
     max_query_tokens: int = 32
     max_title_tokens: int = 64
     use_relevance_labels: bool = True
+    # Share of training lists built without query-product statistics (see build_ranking_set).
+    pair_stats_dropout: float = 0.5
     threads: int = 2
     simulation: SimulationConfig = field(default_factory=SimulationConfig)
     labels: LabelConfig = field(default_factory=LabelConfig)

@@ -23,6 +23,7 @@ class RankingSet:
     product_rows: np.ndarray  # [n] int64 into the product embedding matrix
     targets: np.ndarray  # [n, 4] float32: click, add_to_cart, purchase, relevance label / 4
     human_relevance: np.ndarray  # [n] float32 in [0, 1]
+    positions: np.ndarray  # [n] int64, 1-based logged position
 
     def __len__(self) -> int:
         return len(self.list_ids)
@@ -40,10 +41,19 @@ def build_ranking_set(
     human: dict[tuple[str, str], float],
     label_grades: dict[tuple[str, str], int],
     description: str,
+    pair_stats_dropout: float = 0.0,
+    seed: int = 0,
 ) -> RankingSet:
-    """Build features for each listed request; a repeated request id yields a repeated list."""
+    """Build features for each listed request; a repeated request id yields a repeated list.
+
+    With probability `pair_stats_dropout` a list is built without its query-product statistics,
+    as if its query were new: new queries at serving time have none, and a model that always
+    saw them in training would lean on them too much.
+    """
+    rng = np.random.default_rng(seed)
+    product_only = stats.without_pairs()
     sessions = {request_id: rows for request_id, rows in log.groupby("request_id", sort=False)}
-    parts: dict[str, list] = {key: [] for key in ("list", "cat", "cont", "q", "p", "y", "h")}
+    parts: dict[str, list] = {key: [] for key in ("list", "cat", "cont", "q", "p", "y", "h", "pos")}
     contexts: dict[str, QueryContext] = {}
     default_user = UserFeatures()
 
@@ -55,7 +65,8 @@ def build_ranking_set(
         product_ids = rows["product_id"].tolist()
         products = [attributes[p] for p in product_ids]
         user = users.get(rows["user_id"].iat[0], default_user)
-        categorical, continuous = build_features(user, context, product_ids, products, stats, vocabularies)
+        list_stats = product_only if rng.random() < pair_stats_dropout else stats
+        categorical, continuous = build_features(user, context, product_ids, products, list_stats, vocabularies)
 
         grades = [label_grades.get((normalized, p), -1) for p in product_ids]
         parts["list"].append(np.full(len(rows), list_number, dtype=np.int64))
@@ -74,6 +85,7 @@ def build_ranking_set(
             )
         )
         parts["h"].append(np.array([human[(query, p)] for p in product_ids], dtype=np.float32))
+        parts["pos"].append(rows["position"].to_numpy(np.int64))
 
     return RankingSet(
         list_ids=np.concatenate(parts["list"]),
@@ -83,4 +95,5 @@ def build_ranking_set(
         product_rows=np.concatenate(parts["p"]),
         targets=np.concatenate(parts["y"]),
         human_relevance=np.concatenate(parts["h"]),
+        positions=np.concatenate(parts["pos"]),
     )

@@ -36,7 +36,7 @@ class LabelConfig:
 def relevance_grades(
     log: pd.DataFrame, cosine: dict[tuple[str, str], float], config: LabelConfig
 ) -> pd.DataFrame:
-    """Return one row per (normalized_query, product_id): ctr, impressions, similarity, score, grade.
+    """Return one row per (normalized_query, product_id): ctr, impressions, cosine, score, grade.
 
     `cosine` maps (normalized_query, product_id) to the encoder cosine of query and title.
     """
@@ -48,9 +48,9 @@ def relevance_grades(
     )
     pairs["ctr"] = pairs["clicks"] / pairs["examinations"]
     keys = zip(pairs["normalized_query"], pairs["product_id"], strict=True)
-    pairs["similarity"] = [cosine.get(key, 0.0) for key in keys]
+    pairs["cosine"] = [cosine.get(key, 0.0) for key in keys]
     pairs["score"] = label_score(
-        pairs["ctr"].to_numpy(), pairs["impressions"].to_numpy(), pairs["similarity"].to_numpy(), config
+        pairs["ctr"].to_numpy(), pairs["impressions"].to_numpy(), pairs["cosine"].to_numpy(), config
     )
     pairs["grade"] = score_to_grade(pairs["score"].to_numpy())
     return pairs

@@ -8,7 +8,9 @@ Everything the export step needs is written to the run folder:
     encoder.onnx         the frozen query encoder, already in ONNX
     tokenizer/           the encoder's tokenizer files
     catalog.npz          product ids, titles and embeddings [products, d]
-    artifacts.json       vocabularies, interaction statistics, fusion weights
+    artifacts.json       vocabularies and fusion weights
+    interaction_stats.json  debiased CTR per product and per (query, product), from history sessions
+    split.json           the train, validation and test queries
     users.jsonl          user feature records (what goes to Redis)
     interactions.csv.gz  the simulated interaction log
 """
@@ -71,6 +73,7 @@ def run_training(config: TrainConfig, output_dir: Path) -> Path:
 
     judgements = _load_judgements(config)
     split = split_queries(judgements, config.validation_share, config.test_share, config.seed)
+    (run_dir / "split.json").write_text(json.dumps({k: sorted(getattr(split, k)) for k in ("train", "validation", "test")}))
     logger.info("step 1/7 data: %d pairs, %d queries (%d train, %d validation, %d test)",
                 len(judgements.frame), len(judgements.queries), len(split.train), len(split.validation), len(split.test))
 
@@ -104,7 +107,8 @@ def run_training(config: TrainConfig, output_dir: Path) -> Path:
     human = dict(zip(zip(judgements.frame["query"], judgements.frame["product_id"], strict=True), judgements.frame["relevance"], strict=True))
     build = dict(users=users, attributes=attributes, stats=stats, vocabularies=vocabularies,
                  query_index=query_index, product_index=product_index, human=human, label_grades=grades)
-    train_set = build_ranking_set(log, sampled, description="features train", **build)
+    train_set = build_ranking_set(log, sampled, description="features train", pair_stats_dropout=config.pair_stats_dropout,
+                                  seed=config.seed, **build)
     sets = {
         name: build_ranking_set(log, _request_ids(log, name), description=f"features {name}", **build)
         for name in ("validation", "test")
@@ -205,7 +209,7 @@ def _label_agreement(labels: pd.DataFrame, judgements: Judgements) -> dict:
     if len(merged) < 3:
         return {"pairs": len(merged), "spearman": float("nan")}
     return {"pairs": len(merged), "spearman": float(merged["score"].corr(merged["relevance"], method="spearman")),
-            "spearman_similarity_only": float(merged["similarity"].corr(merged["relevance"], method="spearman")),
+            "spearman_cosine_only": float(merged["cosine"].corr(merged["relevance"], method="spearman")),
             "spearman_ctr_only": float(merged["ctr"].corr(merged["relevance"], method="spearman"))}
 
 

@@ -59,7 +59,7 @@ def validation_loss(model: MMoERanker, data: RankingSet, tables: EmbeddingTables
     with torch.no_grad():
         for start in range(0, len(data), PREDICT_BATCH):
             rows = np.arange(start, min(start + PREDICT_BATCH, len(data)))
-            logits = model.logits(*_batch_inputs(data, rows, tables))
+            logits = model.logits(*_batch_inputs(data, rows, tables), positions=torch.from_numpy(data.positions[rows]))
             total += float(task_loss(logits, torch.from_numpy(data.targets[rows]), weights))
             batches += 1
     return total / max(batches, 1)
@@ -93,7 +93,8 @@ def fit(
         running = 0.0
         for start in range(0, len(order), config.batch_size):
             rows = order[start : start + config.batch_size]
-            logits = model.logits(*_batch_inputs(train, rows, tables))
+            positions = torch.from_numpy(train.positions[rows])
+            logits = model.logits(*_batch_inputs(train, rows, tables), positions=positions)
             loss = task_loss(logits, torch.from_numpy(train.targets[rows]), weights)
             optimizer.zero_grad()
             loss.backward()

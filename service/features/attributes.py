@@ -60,7 +60,8 @@ class BrandVocabulary:
     """Brands as leading title n-grams (n <= 3) seen at the start of several catalog titles.
 
     A leading word is extended by the next word while that longer prefix starts at least half as
-    many titles as the shorter one ("simpson strong-tie", but not "behr premium textured").
+    many titles as the shorter one, and at least `min_titles` ("simpson strong-tie", but not
+    "behr premium textured", nor "ryobi drill" when "ryobi" also starts "ryobi saw").
     """
 
     MAX_WORDS = 3
@@ -78,7 +79,7 @@ class BrandVocabulary:
 
         brands = set()
         for tokens in token_lists:
-            brand = _leading_brand(tokens, prefix_counts)
+            brand = _leading_brand(tokens, prefix_counts, min_titles)
             if brand and prefix_counts[brand] >= min_titles:
                 brands.add(brand)
         return cls(brands)
@@ -92,13 +93,14 @@ class BrandVocabulary:
         return UNKNOWN_BRAND
 
 
-def _leading_brand(tokens: list[str], prefix_counts: Counter[str]) -> str:
+def _leading_brand(tokens: list[str], prefix_counts: Counter[str], min_titles: int) -> str:
     if not tokens:
         return ""
     brand = tokens[0]
     for n in range(2, min(BrandVocabulary.MAX_WORDS, len(tokens)) + 1):
         longer = " ".join(tokens[:n])
-        if prefix_counts[longer] * 2 < prefix_counts[brand] or is_number_token(tokens[n - 1]):
+        count = prefix_counts[longer]
+        if count * 2 < prefix_counts[brand] or count < min_titles or is_number_token(tokens[n - 1]):
             break
         brand = longer
     return brand

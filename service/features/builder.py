@@ -52,7 +52,8 @@ CONTINUOUS_FEATURES: tuple[str, ...] = (
     "user_brand_affinity",
 )
 
-# Prefix length for typo-tolerant matching ("fauset" matches "faucet" on "fau").
+# Prefix length for loose matching of plural and truncated forms ("drills" matches "drill",
+# "galv" matches "galvanized").
 PREFIX_LENGTH = 4
 
 
@@ -139,13 +140,14 @@ def _text_values(query: QueryContext, product: ProductAttributes) -> tuple[float
     query_count = max(len(query.token_set), 1)
     union = len(query.token_set | title) or 1
     title_prefixes = {token[:PREFIX_LENGTH] for token in title}
-    title_text = " ".join(product.title_tokens)
+    # Padded with spaces so that the phrase matches whole tokens only ("saw" is not in "sawhorse").
+    title_text = f" {' '.join(product.title_tokens)} "
     return (
         math.log1p(len(query.tokens)),
         shared / query_count,
         shared / max(len(title), 1),
         shared / union,
-        float(bool(query.tokens) and " ".join(query.tokens) in title_text),
+        float(bool(query.tokens) and f" {' '.join(query.tokens)} " in title_text),
         len(query.prefixes & title_prefixes) / max(len(query.prefixes), 1),
         len(query.numbers & title) / len(query.numbers) if query.numbers else 0.0,
         float(product.brand != UNKNOWN_BRAND and set(product.brand.split()) <= query.token_set),

@@ -72,6 +72,10 @@ class InteractionStats:
             query_product={k: (debiased_ctr(c.clicks, c.examinations, prior), c.impressions) for k, c in by_pair.items()},
         )
 
+    def without_pairs(self) -> "InteractionStats":
+        """Return these statistics with the query-product part left out."""
+        return InteractionStats(prior_ctr=self.prior_ctr, product=self.product, query_product={})
+
     def product_features(self, product_id: str) -> tuple[float, float]:
         """Return (debiased CTR, log1p impressions); the prior and 0 for an unseen product."""
         ctr, impressions = self.product.get(product_id, (self.prior_ctr, 0))

@@ -50,7 +50,8 @@ class UserFeatures:
     @classmethod
     def from_record(cls, record: dict[str, Any]) -> "UserFeatures":
         version = record.get("schema_version")
-        if version != USER_SCHEMA_VERSION:
+        # `type(...) is int` also rejects true and 1.0, which compare equal to 1.
+        if type(version) is not int or version != USER_SCHEMA_VERSION:
             raise UserRecordError(
                 f"user record has schema_version={version!r}, expected {USER_SCHEMA_VERSION}"
             )

@@ -10,6 +10,11 @@ Output:
 
 The text block is [cosine, q * p, |q - p|] of the two embeddings; the shared bottom feeds the
 experts, and each task has a softmax gate over the experts and a tower with a sigmoid output.
+
+Position bias: in training, each task's logit gets a learned bias per logged position
+(`position_bias`), so the towers learn what makes a product attractive rather than where the old
+ranker put it. Serving ranks without positions, which is the same as giving every candidate the
+same position; the exported graph has no position input.
 """
 
 from dataclasses import asdict, dataclass
@@ -19,6 +24,8 @@ import torch
 from torch import nn
 
 TASKS: tuple[str, ...] = ("click", "add_to_cart", "purchase", "relevance")
+# Logged positions beyond this share one position-bias entry.
+MAX_POSITION = 20
 SERVED_TASKS: tuple[str, ...] = ("click", "add_to_cart", "purchase")
 
 
@@ -67,6 +74,10 @@ class MMoERanker(nn.Module):
             for _ in range(config.n_experts)
         )
         self.gates = nn.ModuleList(nn.Linear(config.bottom_dim, config.n_experts) for _ in TASKS)
+        # [positions, tasks]; row 0 is unused (positions are 1-based), relevance's column stays 0
+        # because the relevance label is already position-debiased.
+        self.position_bias = nn.Embedding(MAX_POSITION + 1, len(TASKS))
+        nn.init.zeros_(self.position_bias.weight)
         self.towers = nn.ModuleList(
             nn.Sequential(nn.Linear(out, config.tower_dim), nn.ReLU(), nn.Linear(config.tower_dim, 1))
             for _ in TASKS
@@ -81,7 +92,7 @@ class MMoERanker(nn.Module):
     ) -> torch.Tensor:
         return torch.sigmoid(self.logits(categorical, continuous, query_embedding, product_embedding))
 
-    def logits(self, categorical, continuous, query_embedding, product_embedding) -> torch.Tensor:
+    def logits(self, categorical, continuous, query_embedding, product_embedding, positions=None) -> torch.Tensor:
         embedded = [table(categorical[:, i]) for i, table in enumerate(self.embeddings)]
         standardized = (continuous - self.continuous_mean) / self.continuous_std
         cosine = (query_embedding * product_embedding).sum(dim=1, keepdim=True)
@@ -95,7 +106,15 @@ class MMoERanker(nn.Module):
         for gate, tower in zip(self.gates, self.towers, strict=True):
             weights = torch.softmax(gate(shared), dim=1).unsqueeze(-1)  # [n, experts, 1]
             task_logits.append(tower((weights * experts).sum(dim=1)))
-        return torch.cat(task_logits, dim=1)  # [n, tasks]
+        logits = torch.cat(task_logits, dim=1)  # [n, tasks]
+        if positions is not None:
+            bias = self.position_bias(positions.clamp(1, MAX_POSITION))
+            logits = logits + bias * self._behavioural_mask
+        return logits
+
+    @property
+    def _behavioural_mask(self) -> torch.Tensor:
+        return torch.tensor([task != "relevance" for task in TASKS], dtype=torch.float32)
 
 
 def ranker_from_checkpoint(checkpoint: dict) -> MMoERanker:

@@ -12,7 +12,9 @@ which training examples are drawn; sessions of validation and test queries are a
 
 The model, per session of user u issuing query q with judged products P(q):
 1. Logged ranking: P(q) ordered by `logging_quality * relevance + Gumbel noise`, a production
-   ranker that is better than random but far from perfect.
+   ranker that is better than random but far from perfect. Validation and test sessions are
+   logged in a uniformly random order instead (`evaluation_logging_quality = 0`), as in a
+   randomized experiment, so their clicks do not favour the old ranker's order over any other.
 2. Examination at 1-based position k: `1 / k ** examination_eta` (position bias).
 3. Attraction: `sigmoid(a0 + a_relevance * (relevance - 0.5) + a_category * c_u[category]
    + a_brand * b_u[brand])`, where c_u and b_u are the user's latent affinities.
@@ -48,6 +50,7 @@ class SimulationConfig:
     category_concentration: float = 0.4
     brands_per_user: int = 6
     logging_quality: float = 2.0
+    evaluation_logging_quality: float = 0.0
     examination_eta: float = 1.0
     attraction_bias: float = -0.6
     attraction_relevance: float = 4.0
@@ -117,11 +120,11 @@ class SessionSimulator:
             for query, group in frame.groupby("query", sort=True)
         }
 
-    def session(self, rng: np.random.Generator, user: SimulatedUser, query: str) -> list[tuple]:
+    def session(self, rng: np.random.Generator, user: SimulatedUser, query: str, logging_quality: float) -> list[tuple]:
         """Return one session's impressions as (product_id, position, click, atc, purchase)."""
         c = self.config
         product_ids, relevance = self.lists[query]
-        logged = np.argsort(-(c.logging_quality * relevance + rng.gumbel(size=len(relevance))))
+        logged = np.argsort(-(logging_quality * relevance + rng.gumbel(size=len(relevance))))
         segment = SIMULATED_SEGMENTS.index(user.segment)
         rows = []
         for position, idx in enumerate(logged, start=1):
@@ -169,10 +172,11 @@ def simulate_log(
 
     def add_sessions(user: SimulatedUser, queries: np.ndarray, split_name: str, phases: list[str]) -> None:
         nonlocal request_counter
+        quality = config.logging_quality if split_name == "train" else config.evaluation_logging_quality
         for query, phase in zip(queries, phases, strict=True):
             request_id = f"r{request_counter:08d}"
             request_counter += 1
-            for impression in simulator.session(rng, user, query):
+            for impression in simulator.session(rng, user, query, quality):
                 rows.append((request_id, user.user_id, query, *impression, split_name, phase))
 
     train_queries = np.array(sorted(split.train), dtype=object)
