@@ -1,0 +1,134 @@
+"""The ranking pipeline in process, with the real ONNX sessions of the test bundle."""
+
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+
+from service.engines.bundle import load_bundle
+from service.engines.user_store import SnapshotUserStore
+from service.pipeline.rank import UNKNOWN_PRODUCT, Candidate, RankingPipeline
+
+
+@pytest.fixture(scope="module")
+def bundle(models_dir):
+    return load_bundle(models_dir, None, "cpu", 1)
+
+
+@pytest.fixture(scope="module")
+def pipeline(bundle):
+    executor = ThreadPoolExecutor(max_workers=1)
+    yield RankingPipeline(SnapshotUserStore(bundle.user_snapshot), executor, lambda: bundle)
+    executor.shutdown()
+
+
+def rank(pipeline, query, candidates, user_id=None, top_k=None, explain=False):
+    return asyncio.run(pipeline.rank(query, candidates, user_id, top_k, explain))
+
+
+def some_products(bundle, n, start=0):
+    return [Candidate(p) for p in list(bundle.catalog.index)[start : start + n]]
+
+
+def test_ranked_list_is_permutation(pipeline, bundle):
+    candidates = some_products(bundle, 30)
+
+    result = rank(pipeline, "cordless drill", candidates)
+
+    assert sorted(i.product_id for i in result.items) == sorted(c.product_id for c in candidates)
+    assert [i.rank for i in result.items] == list(range(1, 31))
+
+
+def test_scores_descend(pipeline, bundle):
+    result = rank(pipeline, "white paint", some_products(bundle, 40))
+    scores = [i.score for i in result.items]
+
+    assert scores == sorted(scores, reverse=True)
+
+
+def test_order_ignores_candidate_order(pipeline, bundle):
+    candidates = some_products(bundle, 25)
+    shuffled = list(np.random.default_rng(3).permutation(candidates))
+
+    first = rank(pipeline, "copper pipe", candidates)
+    second = rank(pipeline, "copper pipe", shuffled)
+
+    assert [i.product_id for i in first.items] == [i.product_id for i in second.items]
+
+
+def test_equal_scores_break_by_product_id(pipeline):
+    # Three unknown untitled products get identical features, hence identical scores.
+    candidates = [Candidate("zz-3"), Candidate("zz-1"), Candidate("zz-2")]
+
+    result = rank(pipeline, "drill", candidates)
+
+    assert [i.product_id for i in result.items] == ["zz-1", "zz-2", "zz-3"]
+
+
+def test_top_k_truncates(pipeline, bundle):
+    full = rank(pipeline, "lawn mower", some_products(bundle, 20))
+    top = rank(pipeline, "lawn mower", some_products(bundle, 20), top_k=5)
+
+    assert [i.product_id for i in top.items] == [i.product_id for i in full.items[:5]]
+
+
+def test_task_scores_are_probabilities(pipeline, bundle):
+    result = rank(pipeline, "door hinge", some_products(bundle, 10))
+
+    for item in result.items:
+        assert set(item.task_scores) == {"click", "add_to_cart", "purchase"}
+        assert all(0.0 <= p <= 1.0 for p in item.task_scores.values())
+
+
+def test_unknown_titled_product_embedded(pipeline, bundle):
+    known = some_products(bundle, 5)
+    titled = Candidate("new-sku", "Cordless Hammer Drill Kit with 2 Batteries")
+
+    result = rank(pipeline, "hammer drill", [*known, titled])
+
+    assert UNKNOWN_PRODUCT not in result.degraded_reasons
+    assert "new-sku" in {i.product_id for i in result.items}
+
+
+def test_unknown_untitled_product_flagged(pipeline, bundle):
+    result = rank(pipeline, "hammer drill", [*some_products(bundle, 5), Candidate("mystery")])
+
+    assert result.degraded_reasons == [UNKNOWN_PRODUCT]
+
+
+def test_title_changes_unknown_score(pipeline, bundle):
+    relevant = rank(pipeline, "hammer drill", [Candidate("n1", "DEWALT 20-Volt Cordless Hammer Drill")])
+    unrelated = rank(pipeline, "hammer drill", [Candidate("n1", "Vinyl Shower Curtain Liner in White")])
+
+    assert relevant.items[0].score > unrelated.items[0].score
+
+
+def test_missing_user_flagged(pipeline, bundle):
+    result = rank(pipeline, "drill", some_products(bundle, 3), user_id="no-such-user")
+
+    assert result.degraded_reasons == ["user_not_found"]
+
+
+def test_known_user_not_flagged(pipeline, bundle):
+    user_id = next(iter(bundle.user_snapshot))
+
+    result = rank(pipeline, "drill", some_products(bundle, 3), user_id=user_id)
+
+    assert result.degraded_reasons == []
+
+
+def test_explain_lists_features(pipeline, bundle):
+    result = rank(pipeline, "drill", some_products(bundle, 3), explain=True)
+    explanation = result.items[0].explanation
+
+    assert set(explanation["task_probabilities"]) == {"click", "add_to_cart", "purchase", "relevance"}
+    assert "query_title_coverage" in explanation["continuous"]
+    assert "product_brand" in explanation["categorical"]
+
+
+def test_stage_timings_recorded(pipeline, bundle):
+    result = rank(pipeline, "drill", some_products(bundle, 3))
+
+    assert list(result.timer.seconds) == ["user_features", "encode_query", "product_features", "score", "order"]
+    assert all(seconds >= 0 for seconds in result.timer.seconds.values())
