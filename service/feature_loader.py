@@ -29,7 +29,9 @@ def read_user_records(path: Path) -> list[tuple[str, bytes]]:
     return records
 
 
-def load_user_features(records: list[tuple[str, bytes]], url: str, prefix: str, batch_size: int = 1000) -> int:
+def load_user_features(
+    records: list[tuple[str, bytes]], url: str, prefix: str, batch_size: int = 1000
+) -> int:
     """SET every record, `batch_size` commands per round trip; return the number written."""
     client = redis.Redis.from_url(url, socket_timeout=10)
     written = 0

@@ -6,7 +6,23 @@ Latency buckets run from 0.5 ms to 2.5 s: a cached query ranks in about 1 ms, a 
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+LATENCY_BUCKETS = (
+    0.0005,
+    0.001,
+    0.002,
+    0.003,
+    0.005,
+    0.0075,
+    0.01,
+    0.015,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+)
 CANDIDATE_BUCKETS = (1, 5, 10, 25, 50, 100, 200, 500, 1000, 2000)
 
 
@@ -15,22 +31,50 @@ class Metrics:
         self.registry = registry or CollectorRegistry()
         r = self.registry
         self.request_duration = Histogram(
-            "ranker_request_duration_seconds", "Time to answer POST /rank.", buckets=LATENCY_BUCKETS, registry=r
+            "ranker_request_duration_seconds",
+            "Time to answer POST /rank.",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
         )
         self.stage_duration = Histogram(
-            "ranker_stage_duration_seconds", "Time of one /rank pipeline stage.", ["stage"], buckets=LATENCY_BUCKETS, registry=r
+            "ranker_stage_duration_seconds",
+            "Time of one /rank pipeline stage.",
+            ["stage"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
         )
-        self.requests = Counter("ranker_requests_total", "Answered HTTP requests by route and status.", ["route", "status"], registry=r)
+        self.requests = Counter(
+            "ranker_requests_total",
+            "Answered HTTP requests by route and status.",
+            ["route", "status"],
+            registry=r,
+        )
         self.candidates = Histogram(
-            "ranker_candidates_per_request", "Candidates sent in one /rank request.", buckets=CANDIDATE_BUCKETS, registry=r
+            "ranker_candidates_per_request",
+            "Candidates sent in one /rank request.",
+            buckets=CANDIDATE_BUCKETS,
+            registry=r,
         )
-        self.degraded = Counter("ranker_degraded_responses_total", "Ranked responses with a fallback, by reason.", ["reason"], registry=r)
-        self.bundle_info = Gauge("ranker_bundle_info", "The bundle being served (value 1).", ["version"], registry=r)
+        self.degraded = Counter(
+            "ranker_degraded_responses_total",
+            "Ranked responses with a fallback, by reason.",
+            ["reason"],
+            registry=r,
+        )
+        self.bundle_info = Gauge(
+            "ranker_bundle_info", "The bundle being served (value 1).", ["version"], registry=r
+        )
         self.provider_info = Gauge(
-            "ranker_execution_provider_info", "ONNX Runtime provider in use per model (value 1).", ["model", "provider"], registry=r
+            "ranker_execution_provider_info",
+            "ONNX Runtime provider in use per model (value 1).",
+            ["model", "provider"],
+            registry=r,
         )
         self.feature_source_info = Gauge(
-            "ranker_user_feature_source_info", "Where user features come from: redis or snapshot (value 1).", ["source"], registry=r
+            "ranker_user_feature_source_info",
+            "Where user features come from: redis or snapshot (value 1).",
+            ["source"],
+            registry=r,
         )
 
     def set_bundle(self, version: str, providers: dict[str, str]) -> None:

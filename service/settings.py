@@ -11,8 +11,12 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="RANKER_", extra="ignore")
 
-    models_dir: Path = Field(Path("exported_models"), description="Folder of bundles and the CURRENT pointer.")
-    bundle_version: str | None = Field(None, description="Serve this bundle instead of the one CURRENT names.")
+    models_dir: Path = Field(
+        Path("exported_models"), description="Folder of bundles and the CURRENT pointer."
+    )
+    bundle_version: str | None = Field(
+        None, description="Serve this bundle instead of the one CURRENT names."
+    )
     redis_url: str | None = Field(
         "redis://127.0.0.1:6379/0",
         description="User feature store; empty or 'none' serves user features from the bundle's snapshot. "
@@ -20,18 +24,24 @@ class Settings(BaseSettings):
     )
     redis_key_prefix: str = Field("ranker", description="First part of every user key.")
     redis_timeout_seconds: float = Field(
-        0.05, gt=0, description="Socket timeout of one Redis read; a slower read ranks with default user features."
+        0.05,
+        gt=0,
+        description="Socket timeout of one Redis read; a slower read ranks with default user features.",
     )
     device: Literal["auto", "cpu", "cuda"] = Field(
         "auto", description="ONNX Runtime provider: auto takes CUDA when onnxruntime-gpu finds a GPU."
     )
     intra_op_threads: int = Field(
-        1, ge=1, description="ONNX Runtime threads per session. More than the cores per worker makes threads fight."
+        1,
+        ge=1,
+        description="ONNX Runtime threads per session. More than the cores per worker makes threads fight.",
     )
     inference_workers: int = Field(1, ge=1, description="Threads that run inference off the event loop.")
     max_candidates: int = Field(1000, ge=1, description="Largest candidate list one request may send.")
     max_query_chars: int = Field(
-        1024, ge=1, description="Longest query in characters; the encoder itself reads its first max_query_tokens tokens."
+        1024,
+        ge=1,
+        description="Longest query in characters; the encoder reads only its first max_query_tokens tokens.",
     )
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)

@@ -17,7 +17,10 @@ TOP_BRANDS_PER_USER = 20
 
 def interaction_stats(history: pd.DataFrame, eta: float) -> InteractionStats:
     impressions = zip(
-        history["normalized_query"], history["product_id"], history["position"], history["click"],
+        history["normalized_query"],
+        history["product_id"],
+        history["position"],
+        history["click"],
         strict=True,
     )
     return InteractionStats.from_impressions(impressions, eta=eta)
@@ -58,7 +61,8 @@ def _shares(values: pd.Series, population: dict[str, float], top: int | None) ->
     counts = values.value_counts()
     n = float(counts.sum())
     shares = {
-        str(key): (float(count) + AFFINITY_PRIOR_CLICKS * population.get(key, 0.0)) / (n + AFFINITY_PRIOR_CLICKS)
+        str(key): (float(count) + AFFINITY_PRIOR_CLICKS * population.get(key, 0.0))
+        / (n + AFFINITY_PRIOR_CLICKS)
         for key, count in counts.items()
     }
     if top is not None:

@@ -66,7 +66,9 @@ def build_ranking_set(
         products = [attributes[p] for p in product_ids]
         user = users.get(rows["user_id"].iat[0], default_user)
         list_stats = product_only if rng.random() < pair_stats_dropout else stats
-        categorical, continuous = build_features(user, context, product_ids, products, list_stats, vocabularies)
+        categorical, continuous = build_features(
+            user, context, product_ids, products, list_stats, vocabularies
+        )
 
         grades = [label_grades.get((normalized, p), -1) for p in product_ids]
         parts["list"].append(np.full(len(rows), list_number, dtype=np.int64))

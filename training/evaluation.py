@@ -74,7 +74,9 @@ def ranking_report(
         report[f"ndcg@{k}"], report["lists"] = mean_over_lists(
             ndcg_at_k(scores[s], human_gains[s], k) for s in lists
         )
-    report["mrr_human"], _ = mean_over_lists(reciprocal_rank(scores[s], human_gains[s] >= 2.25) for s in lists)
+    report["mrr_human"], _ = mean_over_lists(
+        reciprocal_rank(scores[s], human_gains[s] >= 2.25) for s in lists
+    )
     for task, values in outcomes.items():
         report[f"{task}_mrr"], report[f"{task}_lists"] = mean_over_lists(
             reciprocal_rank(scores[s], values[s]) for s in lists

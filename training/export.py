@@ -1,15 +1,15 @@
 """Build a versioned serving bundle from a training run folder.
 
-    exported_models/<version>/
-        manifest.json            version, encoder, ranker I/O, feature schema, fusion, metrics, sha256s
-        encoder.onnx             query encoder, mean pooling and L2 normalization inside the graph
-        ranker.onnx              MMoE ranker
-        tokenizer/               the encoder's tokenizer files
-        product_embeddings.npy   float32 [products, d], rows in products.jsonl order
-        products.jsonl           product_id, title, brand, category per product
-        vocabularies.json        categorical value -> id maps
-        interaction_stats.json   debiased CTR per product and per (query, product)
-        users.jsonl              snapshot of the user feature records
+exported_models/<version>/
+    manifest.json            version, encoder, ranker I/O, feature schema, fusion, metrics, sha256s
+    encoder.onnx             query encoder, mean pooling and L2 normalization inside the graph
+    ranker.onnx              MMoE ranker
+    tokenizer/               the encoder's tokenizer files
+    product_embeddings.npy   float32 [products, d], rows in products.jsonl order
+    products.jsonl           product_id, title, brand, category per product
+    vocabularies.json        categorical value -> id maps
+    interaction_stats.json   debiased CTR per product and per (query, product)
+    users.jsonl              snapshot of the user feature records
 """
 
 import json
@@ -61,7 +61,9 @@ def export_bundle(run_dir: Path, models_dir: Path, set_current: bool = True) -> 
     os.replace(staging, models_dir / version)
     if set_current:
         write_current(models_dir, version)
-    logger.info("bundle %s written to %s%s", version, models_dir / version, " (now current)" if set_current else "")
+    logger.info(
+        "bundle %s written to %s%s", version, models_dir / version, " (now current)" if set_current else ""
+    )
     return version
 
 
@@ -95,18 +97,36 @@ def ranker_parity(model, onnx_path: Path, checkpoint: dict) -> dict:
     worst = 0.0
     for rows in PARITY_BATCHES:
         inputs = (
-            torch.stack([torch.randint(0, size, (rows,), generator=generator) for size in checkpoint["cardinalities"]], dim=1),
+            torch.stack(
+                [
+                    torch.randint(0, size, (rows,), generator=generator)
+                    for size in checkpoint["cardinalities"]
+                ],
+                dim=1,
+            ),
             torch.randn(rows, checkpoint["n_continuous"], generator=generator),
-            torch.nn.functional.normalize(torch.randn(rows, checkpoint["embedding_dim"], generator=generator), dim=1),
-            torch.nn.functional.normalize(torch.randn(rows, checkpoint["embedding_dim"], generator=generator), dim=1),
+            torch.nn.functional.normalize(
+                torch.randn(rows, checkpoint["embedding_dim"], generator=generator), dim=1
+            ),
+            torch.nn.functional.normalize(
+                torch.randn(rows, checkpoint["embedding_dim"], generator=generator), dim=1
+            ),
         )
         with torch.no_grad():
             expected = model(*inputs).numpy()
-        actual = session.run([RANKER_OUTPUT], dict(zip(RANKER_INPUTS, (x.numpy() for x in inputs), strict=True)))[0]
+        actual = session.run(
+            [RANKER_OUTPUT], dict(zip(RANKER_INPUTS, (x.numpy() for x in inputs), strict=True))
+        )[0]
         worst = max(worst, float(np.abs(actual - expected).max()))
     if worst > RANKER_PARITY_TOLERANCE:
-        raise RuntimeError(f"ranker ONNX differs from PyTorch by {worst:.2e} > {RANKER_PARITY_TOLERANCE:.0e}; not exporting")
-    return {"ranker_max_abs_diff": worst, "tolerance": RANKER_PARITY_TOLERANCE, "batch_sizes": list(PARITY_BATCHES)}
+        raise RuntimeError(
+            f"ranker ONNX differs from PyTorch by {worst:.2e} > {RANKER_PARITY_TOLERANCE:.0e}; not exporting"
+        )
+    return {
+        "ranker_max_abs_diff": worst,
+        "tolerance": RANKER_PARITY_TOLERANCE,
+        "batch_sizes": list(PARITY_BATCHES),
+    }
 
 
 def _write_catalog(run_dir: Path, staging: Path) -> None:
@@ -117,14 +137,26 @@ def _write_catalog(run_dir: Path, staging: Path) -> None:
     with open(staging / "products.jsonl", "wb") as out:
         for product_id, title in zip(catalog["product_ids"], titles, strict=True):
             attributes = describe_product(title, brands)
-            record = {"product_id": str(product_id), "title": title, "brand": attributes.brand, "category": attributes.category}
+            record = {
+                "product_id": str(product_id),
+                "title": title,
+                "brand": attributes.brand,
+                "category": attributes.category,
+            }
             out.write(orjson.dumps(record) + b"\n")
 
 
 def _io_spec(path: Path) -> dict:
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    describe = lambda arg: {"name": arg.name, "dtype": arg.type, "shape": [d if isinstance(d, int) else str(d) for d in arg.shape]}  # noqa: E731
-    return {"inputs": [describe(a) for a in session.get_inputs()], "outputs": [describe(a) for a in session.get_outputs()]}
+
+    def describe(arg) -> dict:
+        shape = [d if isinstance(d, int) else str(d) for d in arg.shape]
+        return {"name": arg.name, "dtype": arg.type, "shape": shape}
+
+    return {
+        "inputs": [describe(a) for a in session.get_inputs()],
+        "outputs": [describe(a) for a in session.get_outputs()],
+    }
 
 
 def _manifest(version, run_dir, staging, checkpoint, fusion, parity) -> dict:
@@ -137,15 +169,33 @@ def _manifest(version, run_dir, staging, checkpoint, fusion, parity) -> dict:
         "version": version,
         "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "run": run_dir.name,
-        "encoder": {**encoder, "max_query_tokens": config["max_query_tokens"], "max_title_tokens": config["max_title_tokens"],
-                    "output": ENCODER_OUTPUT, **_io_spec(staging / "encoder.onnx")},
-        "ranker": {"tasks": list(TASKS), "served_tasks": list(SERVED_TASKS), **_io_spec(staging / "ranker.onnx")},
-        "feature_schema": {"categorical": list(CATEGORICAL_FEATURES), "continuous": list(CONTINUOUS_FEATURES),
-                           "user_schema_version": USER_SCHEMA_VERSION, "user_key": f"<prefix>:user:v{USER_SCHEMA_VERSION}:<user_id>"},
+        "encoder": {
+            **encoder,
+            "max_query_tokens": config["max_query_tokens"],
+            "max_title_tokens": config["max_title_tokens"],
+            "output": ENCODER_OUTPUT,
+            **_io_spec(staging / "encoder.onnx"),
+        },
+        "ranker": {
+            "tasks": list(TASKS),
+            "served_tasks": list(SERVED_TASKS),
+            **_io_spec(staging / "ranker.onnx"),
+        },
+        "feature_schema": {
+            "categorical": list(CATEGORICAL_FEATURES),
+            "continuous": list(CONTINUOUS_FEATURES),
+            "user_schema_version": USER_SCHEMA_VERSION,
+            "user_key": f"<prefix>:user:v{USER_SCHEMA_VERSION}:<user_id>",
+        },
         "fusion": fusion,
         "parity": parity,
-        "metrics": {"validation": metrics["validation"], "test": metrics["test"], "label_agreement": metrics["label_agreement"],
-                    "epochs": len(metrics["history"]), "behaviour": metrics["behaviour"]},
+        "metrics": {
+            "validation": metrics["validation"],
+            "test": metrics["test"],
+            "label_agreement": metrics["label_agreement"],
+            "epochs": len(metrics["history"]),
+            "behaviour": metrics["behaviour"],
+        },
         "data": {"source": config["source"], "max_queries": config["max_queries"], "seed": config["seed"]},
         "files": {str(p.relative_to(staging)): sha256_of(p) for p in files},
     }

@@ -28,8 +28,15 @@ def search_fusion_weights(validation: RankingSet, probabilities: np.ndarray) -> 
             continue
         weights = dict(zip(TASKS, vector, strict=True))
         scores = fuse_scores(probabilities, TASKS, weights)
-        objective = fusion_objective(ranking_report(validation.list_ids, scores, validation.human_relevance, outcomes))
+        objective = fusion_objective(
+            ranking_report(validation.list_ids, scores, validation.human_relevance, outcomes)
+        )
         tried += 1
         if objective > best_objective:
             best_weights, best_objective = weights, objective
-    return {"method": "weighted_log_probability", "weights": best_weights, "objective": best_objective, "tried": tried}
+    return {
+        "method": "weighted_log_probability",
+        "weights": best_weights,
+        "objective": best_objective,
+        "tried": tried,
+    }

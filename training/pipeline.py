@@ -73,13 +73,24 @@ def run_training(config: TrainConfig, output_dir: Path) -> Path:
 
     judgements = _load_judgements(config)
     split = split_queries(judgements, config.validation_share, config.test_share, config.seed)
-    (run_dir / "split.json").write_text(json.dumps({k: sorted(getattr(split, k)) for k in ("train", "validation", "test")}))
-    logger.info("step 1/7 data: %d pairs, %d queries (%d train, %d validation, %d test)",
-                len(judgements.frame), len(judgements.queries), len(split.train), len(split.validation), len(split.test))
+    (run_dir / "split.json").write_text(
+        json.dumps({k: sorted(getattr(split, k)) for k in ("train", "validation", "test")})
+    )
+    logger.info(
+        "step 1/7 data: %d pairs, %d queries (%d train, %d validation, %d test)",
+        len(judgements.frame),
+        len(judgements.queries),
+        len(split.train),
+        len(split.validation),
+        len(split.test),
+    )
 
     products = judgements.products()
     brands = BrandVocabulary.fit(products["title"])
-    attributes = {pid: describe_product(title, brands) for pid, title in zip(products["product_id"], products["title"], strict=True)}
+    attributes = {
+        pid: describe_product(title, brands)
+        for pid, title in zip(products["product_id"], products["title"], strict=True)
+    }
     vocabularies = Vocabularies.build(sorted(brands.brands))
     logger.info("step 2/7 attributes: %d brands in the vocabulary", len(brands.brands))
 
@@ -87,8 +98,13 @@ def run_training(config: TrainConfig, output_dir: Path) -> Path:
 
     log, simulated_users = simulate_log(config.simulation, judgements, split, attributes)
     log.to_csv(run_dir / "interactions.csv.gz", index=False)
-    logger.info("step 4/7 simulation: %d users, %d sessions, %d impressions, click rate %.3f",
-                len(simulated_users), log["request_id"].nunique(), len(log), log["click"].mean())
+    logger.info(
+        "step 4/7 simulation: %d users, %d sessions, %d impressions, click rate %.3f",
+        len(simulated_users),
+        log["request_id"].nunique(),
+        len(log),
+        log["click"].mean(),
+    )
 
     history = log[log["phase"] == "history"]
     stats = aggregates.interaction_stats(history, config.labels.examination_eta)
@@ -99,16 +115,42 @@ def run_training(config: TrainConfig, output_dir: Path) -> Path:
     train_log = log[(log["phase"] == "train") & (log["split"] == "train")]
     cosine = _pair_cosine(train_log, catalog, query_index, product_index)
     labels = relevance_grades(train_log, cosine, config.labels)
-    grades = dict(zip(zip(labels["normalized_query"], labels["product_id"], strict=True), labels["grade"], strict=True))
+    grades = dict(
+        zip(zip(labels["normalized_query"], labels["product_id"], strict=True), labels["grade"], strict=True)
+    )
     sampled, sampling_report = sample_sessions(train_log, config.sampling)
-    logger.info("step 5/7 labels for %d pairs; sampling kept %d of %d sessions",
-                len(labels), len(sampled), train_log["request_id"].nunique())
+    logger.info(
+        "step 5/7 labels for %d pairs; sampling kept %d of %d sessions",
+        len(labels),
+        len(sampled),
+        train_log["request_id"].nunique(),
+    )
 
-    human = dict(zip(zip(judgements.frame["query"], judgements.frame["product_id"], strict=True), judgements.frame["relevance"], strict=True))
-    build = dict(users=users, attributes=attributes, stats=stats, vocabularies=vocabularies,
-                 query_index=query_index, product_index=product_index, human=human, label_grades=grades)
-    train_set = build_ranking_set(log, sampled, description="features train", pair_stats_dropout=config.pair_stats_dropout,
-                                  seed=config.seed, **build)
+    human = dict(
+        zip(
+            zip(judgements.frame["query"], judgements.frame["product_id"], strict=True),
+            judgements.frame["relevance"],
+            strict=True,
+        )
+    )
+    build = dict(
+        users=users,
+        attributes=attributes,
+        stats=stats,
+        vocabularies=vocabularies,
+        query_index=query_index,
+        product_index=product_index,
+        human=human,
+        label_grades=grades,
+    )
+    train_set = build_ranking_set(
+        log,
+        sampled,
+        description="features train",
+        pair_stats_dropout=config.pair_stats_dropout,
+        seed=config.seed,
+        **build,
+    )
     sets = {
         name: build_ranking_set(log, _request_ids(log, name), description=f"features {name}", **build)
         for name in ("validation", "test")
@@ -122,8 +164,20 @@ def run_training(config: TrainConfig, output_dir: Path) -> Path:
         catalog.embeddings.shape[1],
     )
     tables = EmbeddingTables(torch.from_numpy(catalog.query_embeddings), torch.from_numpy(catalog.embeddings))
-    logger.info("step 6/7 training MMoE on %d rows (%d parameters)", len(train_set), sum(p.numel() for p in model.parameters()))
-    history_log = fit(model, train_set, sets["validation"], tables, config.optimizer, config.use_relevance_labels, config.seed)
+    logger.info(
+        "step 6/7 training MMoE on %d rows (%d parameters)",
+        len(train_set),
+        sum(p.numel() for p in model.parameters()),
+    )
+    history_log = fit(
+        model,
+        train_set,
+        sets["validation"],
+        tables,
+        config.optimizer,
+        config.use_relevance_labels,
+        config.seed,
+    )
 
     validation_probs = predict(model, sets["validation"], tables)
     fusion = search_fusion_weights(sets["validation"], validation_probs)
@@ -139,9 +193,13 @@ def run_training(config: TrainConfig, output_dir: Path) -> Path:
         "behaviour": "simulated (see docs/simulation.md); human relevance is real",
     }
     _save_run(run_dir, model, config, metrics, vocabularies, stats, fusion, users)
-    logger.info("step 7/7 done in %.0fs; test NDCG@10 %.4f (logged order %.4f, random order %.4f)",
-                metrics["seconds"], metrics["test"]["model"]["ndcg@10"], metrics["test"]["logged_order"]["ndcg@10"],
-                metrics["test"]["random_order"]["ndcg@10"])
+    logger.info(
+        "step 7/7 done in %.0fs; test NDCG@10 %.4f (logged order %.4f, random order %.4f)",
+        metrics["seconds"],
+        metrics["test"]["model"]["ndcg@10"],
+        metrics["test"]["logged_order"]["ndcg@10"],
+        metrics["test"]["random_order"]["ndcg@10"],
+    )
     return run_dir
 
 
@@ -155,26 +213,47 @@ def _load_judgements(config: TrainConfig) -> Judgements:
     return Judgements(frame)
 
 
-def _embed_catalog(config: TrainConfig, judgements: Judgements, products: pd.DataFrame, run_dir: Path) -> Catalog:
+def _embed_catalog(
+    config: TrainConfig, judgements: Judgements, products: pd.DataFrame, run_dir: Path
+) -> Catalog:
     """Export the encoder to ONNX and embed every title and query with that same graph."""
     encoder, tokenizer, folder = load_encoder(Path(config.encoder_path) if config.encoder_path else None)
-    export_encoder(encoder, tokenizer, run_dir / "encoder.onnx", max_tokens=max(config.max_title_tokens, config.max_query_tokens))
+    export_encoder(
+        encoder,
+        tokenizer,
+        run_dir / "encoder.onnx",
+        max_tokens=max(config.max_title_tokens, config.max_query_tokens),
+    )
     (run_dir / "tokenizer").mkdir()
     for name in TOKENIZER_FILES:
         if (folder / name).is_file():
             shutil.copy(folder / name, run_dir / "tokenizer" / name)
-    encoder_info = {"name": folder.name if folder.name != "model" else "all-MiniLM-L6-v2", "path": str(folder),
-                    "dimension": encoder.dimension, "layers": int(encoder.model.config.num_hidden_layers)}
+    encoder_info = {
+        "name": folder.name if folder.name != "model" else "all-MiniLM-L6-v2",
+        "path": str(folder),
+        "dimension": encoder.dimension,
+        "layers": int(encoder.model.config.num_hidden_layers),
+    }
     (run_dir / "encoder.json").write_text(json.dumps(encoder_info, indent=2))
 
     session = create_session(run_dir / "encoder.onnx", "cpu", config.threads)
     titles = products["title"].tolist()
     queries = sorted({normalize_text(q) for q in judgements.queries})
-    with tqdm(total=len(titles) + len(queries), desc="step 3/7 embedding titles and queries", unit="text") as bar:
-        embeddings = TextEncoder(session, run_dir / "tokenizer" / "tokenizer.json", config.max_title_tokens).embed_many(titles, progress=bar.update)
-        query_embeddings = TextEncoder(session, run_dir / "tokenizer" / "tokenizer.json", config.max_query_tokens).embed_many(queries, progress=bar.update)
-    np.savez(run_dir / "catalog.npz", product_ids=np.array(products["product_id"].tolist(), dtype=str),
-             titles=np.array(titles, dtype=str), embeddings=embeddings)
+    with tqdm(
+        total=len(titles) + len(queries), desc="step 3/7 embedding titles and queries", unit="text"
+    ) as bar:
+        embeddings = TextEncoder(
+            session, run_dir / "tokenizer" / "tokenizer.json", config.max_title_tokens
+        ).embed_many(titles, progress=bar.update)
+        query_embeddings = TextEncoder(
+            session, run_dir / "tokenizer" / "tokenizer.json", config.max_query_tokens
+        ).embed_many(queries, progress=bar.update)
+    np.savez(
+        run_dir / "catalog.npz",
+        product_ids=np.array(products["product_id"].tolist(), dtype=str),
+        titles=np.array(titles, dtype=str),
+        embeddings=embeddings,
+    )
     return Catalog(products["product_id"].tolist(), titles, embeddings, queries, query_embeddings)
 
 
@@ -182,7 +261,13 @@ def _pair_cosine(log: pd.DataFrame, catalog: Catalog, query_index: dict, product
     pairs = log[["normalized_query", "product_id"]].drop_duplicates()
     q = catalog.query_embeddings[[query_index[x] for x in pairs["normalized_query"]]]
     p = catalog.embeddings[[product_index[x] for x in pairs["product_id"]]]
-    return dict(zip(zip(pairs["normalized_query"], pairs["product_id"], strict=True), (q * p).sum(axis=1).tolist(), strict=True))
+    return dict(
+        zip(
+            zip(pairs["normalized_query"], pairs["product_id"], strict=True),
+            (q * p).sum(axis=1).tolist(),
+            strict=True,
+        )
+    )
 
 
 def _request_ids(log: pd.DataFrame, split_name: str) -> list[str]:
@@ -196,28 +281,45 @@ def _evaluate(data: RankingSet, probabilities: np.ndarray, weights: dict[str, fl
     outcomes = {task: data.targets[:, i] for i, task in enumerate(SERVED_TASKS)}
     # The logged order is the simulated production ranker's; ties in a constant score keep it.
     random_scores = np.random.default_rng(0).random(len(data))
-    scorers = {"model": fuse_scores(probabilities, TASKS, weights), "logged_order": np.zeros(len(data)),
-               "random_order": random_scores}
+    scorers = {
+        "model": fuse_scores(probabilities, TASKS, weights),
+        "logged_order": np.zeros(len(data)),
+        "random_order": random_scores,
+    }
     scorers.update({f"head_{task}": probabilities[:, i] for i, task in enumerate(TASKS)})
-    return {name: ranking_report(data.list_ids, scores, data.human_relevance, outcomes) for name, scores in scorers.items()}
+    return {
+        name: ranking_report(data.list_ids, scores, data.human_relevance, outcomes)
+        for name, scores in scorers.items()
+    }
 
 
 def _label_agreement(labels: pd.DataFrame, judgements: Judgements) -> dict:
     """Spearman correlation between generated relevance grades and the human relevance."""
     human = judgements.frame.assign(normalized_query=judgements.frame["query"].map(normalize_text))
-    merged = labels.merge(human[["normalized_query", "product_id", "relevance"]], on=["normalized_query", "product_id"])
+    merged = labels.merge(
+        human[["normalized_query", "product_id", "relevance"]], on=["normalized_query", "product_id"]
+    )
     if len(merged) < 3:
         return {"pairs": len(merged), "spearman": float("nan")}
-    return {"pairs": len(merged), "spearman": float(merged["score"].corr(merged["relevance"], method="spearman")),
-            "spearman_cosine_only": float(merged["cosine"].corr(merged["relevance"], method="spearman")),
-            "spearman_ctr_only": float(merged["ctr"].corr(merged["relevance"], method="spearman"))}
+    return {
+        "pairs": len(merged),
+        "spearman": float(merged["score"].corr(merged["relevance"], method="spearman")),
+        "spearman_cosine_only": float(merged["cosine"].corr(merged["relevance"], method="spearman")),
+        "spearman_ctr_only": float(merged["ctr"].corr(merged["relevance"], method="spearman")),
+    }
 
 
 def _save_run(run_dir, model, config, metrics, vocabularies, stats, fusion, users) -> None:
     torch.save(checkpoint_of(model), run_dir / "model.pt")
     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, default=float))
-    artifacts = {"vocabularies": {"brands": vocabularies.brands, "categories": vocabularies.categories, "segments": vocabularies.segments},
-                 "fusion": fusion}
+    artifacts = {
+        "vocabularies": {
+            "brands": vocabularies.brands,
+            "categories": vocabularies.categories,
+            "segments": vocabularies.segments,
+        },
+        "fusion": fusion,
+    }
     (run_dir / "artifacts.json").write_bytes(orjson.dumps(artifacts))
     (run_dir / "interaction_stats.json").write_bytes(stats.to_bytes())
     with open(run_dir / "users.jsonl", "wb") as out:

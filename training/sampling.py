@@ -61,7 +61,10 @@ def sample_sessions(log: pd.DataFrame, config: SamplingConfig) -> tuple[list[str
         "sessions_before": int(len(sessions)),
         "sessions_after": int(keep.sum()),
         "strata": {
-            f"{outcome}/tier{tier}": {"before": int(before[(outcome, tier)]), "after": int(after[(outcome, tier)])}
+            f"{outcome}/tier{tier}": {
+                "before": int(before[(outcome, tier)]),
+                "after": int(after[(outcome, tier)]),
+            }
             for outcome, tier in before.index
         },
     }

@@ -53,13 +53,17 @@ def predict(model: MMoERanker, data: RankingSet, tables: EmbeddingTables) -> np.
     return np.concatenate(outputs) if outputs else np.zeros((0, len(TASKS)), np.float32)
 
 
-def validation_loss(model: MMoERanker, data: RankingSet, tables: EmbeddingTables, weights: torch.Tensor) -> float:
+def validation_loss(
+    model: MMoERanker, data: RankingSet, tables: EmbeddingTables, weights: torch.Tensor
+) -> float:
     model.eval()
     total, batches = 0.0, 0
     with torch.no_grad():
         for start in range(0, len(data), PREDICT_BATCH):
             rows = np.arange(start, min(start + PREDICT_BATCH, len(data)))
-            logits = model.logits(*_batch_inputs(data, rows, tables), positions=torch.from_numpy(data.positions[rows]))
+            logits = model.logits(
+                *_batch_inputs(data, rows, tables), positions=torch.from_numpy(data.positions[rows])
+            )
             total += float(task_loss(logits, torch.from_numpy(data.targets[rows]), weights))
             batches += 1
     return total / max(batches, 1)
@@ -83,7 +87,9 @@ def fit(
     # Validation lists have no relevance labels; stopping is judged on the behavioural tasks.
     validation_weights = weights.clone()
     validation_weights[TASKS.index("relevance")] = 0.0
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
+    )
 
     best_loss, best_state, stale, history = float("inf"), None, 0, []
     for epoch in range(1, config.epochs + 1):
@@ -102,13 +108,22 @@ def fit(
             running += loss.item() * len(rows)
 
         val_loss = validation_loss(model, validation, tables, validation_weights)
-        record = {"epoch": epoch, "train_loss": running / len(train), "validation_loss": val_loss,
-                  "seconds": time.perf_counter() - started}
+        record = {
+            "epoch": epoch,
+            "train_loss": running / len(train),
+            "validation_loss": val_loss,
+            "seconds": time.perf_counter() - started,
+        }
         history.append(record)
         improved = val_loss < best_loss - 1e-5
         logger.info(
             "epoch %d/%d  train_loss %.4f  validation_loss %.4f  %.1fs%s",
-            epoch, config.epochs, record["train_loss"], val_loss, record["seconds"], "  (best)" if improved else "",
+            epoch,
+            config.epochs,
+            record["train_loss"],
+            val_loss,
+            record["seconds"],
+            "  (best)" if improved else "",
         )
         if improved:
             best_loss, best_state, stale = val_loss, copy.deepcopy(model.state_dict()), 0

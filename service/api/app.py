@@ -17,10 +17,10 @@ from service.api.routes import new_request_id, router
 from service.api.state import AppState
 from service.engines.bundle import WARMUP_QUERIES, Bundle, load_bundle
 from service.engines.user_store import RedisUserStore, SnapshotUserStore, UserStore
+from service.features.user import UserFeatures
 from service.metrics import Metrics
 from service.pipeline.rank import Candidate, RankingPipeline, score_candidates
 from service.pipeline.timing import StageTimer
-from service.features.user import UserFeatures
 from service.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -33,7 +33,12 @@ def create_app(settings: Settings, bundle: Bundle | None = None, store: UserStor
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         state: AppState = app.state.ranker
         loaded = bundle or await asyncio.get_running_loop().run_in_executor(
-            state.executor, load_bundle, settings.models_dir, settings.bundle_version, settings.device, settings.intra_op_threads
+            state.executor,
+            load_bundle,
+            settings.models_dir,
+            settings.bundle_version,
+            settings.device,
+            settings.intra_op_threads,
         )
         await asyncio.get_running_loop().run_in_executor(state.executor, warm_up, loaded)
         state.store = store or _user_store(settings, loaded)
@@ -52,7 +57,7 @@ def create_app(settings: Settings, bundle: Bundle | None = None, store: UserStor
     app = FastAPI(
         title="Personalized product-search ranker",
         version=__version__,
-        description="Re-ranks search candidates per user with a multi-task MMoE model served from ONNX Runtime.",
+        description="Re-ranks search candidates per user with a multi-task MMoE model in ONNX Runtime.",
         lifespan=lifespan,
     )
     app.state.ranker = AppState(
@@ -82,7 +87,8 @@ def _user_store(settings: Settings, bundle: Bundle) -> UserStore:
     if settings.redis_url is None:
         logger.warning(
             "no Redis configured (RANKER_REDIS_URL is empty): user features come from the bundle snapshot "
-            "of %d users and will not change until the next bundle", len(bundle.user_snapshot)
+            "of %d users and will not change until the next bundle",
+            len(bundle.user_snapshot),
         )
         return SnapshotUserStore(bundle.user_snapshot)
     logger.info("user features from Redis at %s", settings.masked_redis_url())
@@ -94,7 +100,9 @@ def warm_up(bundle: Bundle) -> None:
     started = time.perf_counter()
     product_ids = list(bundle.catalog.index)[:50]
     for query in WARMUP_QUERIES:
-        candidates = [Candidate(p) for p in product_ids] + [Candidate("warm-up-new", "cordless hammer drill kit")]
+        candidates = [Candidate(p) for p in product_ids] + [
+            Candidate("warm-up-new", "cordless hammer drill kit")
+        ]
         scored = score_candidates(bundle, query, candidates, UserFeatures(), StageTimer())
         if not np.isfinite(scored.scores).all():
             raise RuntimeError(f"bundle {bundle.version} produced non-finite scores during warm-up")

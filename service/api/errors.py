@@ -26,8 +26,17 @@ def request_id_of(request: Request) -> str:
     return getattr(request.state, "request_id", "")
 
 
-def error_response(request: Request, status: int, code: str, message: str, details: list | None = None) -> Response:
-    body = {"error": {"code": code, "message": message, "request_id": request_id_of(request), "details": details or []}}
+def error_response(
+    request: Request, status: int, code: str, message: str, details: list | None = None
+) -> Response:
+    body = {
+        "error": {
+            "code": code,
+            "message": message,
+            "request_id": request_id_of(request),
+            "details": details or [],
+        }
+    }
     return json_response(body, status)
 
 
@@ -49,7 +58,9 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, error: StarletteHTTPException) -> Response:
         codes = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
-        return error_response(request, error.status_code, codes.get(error.status_code, "http_error"), str(error.detail))
+        return error_response(
+            request, error.status_code, codes.get(error.status_code, "http_error"), str(error.detail)
+        )
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, error: Exception) -> Response:

@@ -43,7 +43,8 @@ async def rank(body: RankRequest, request: Request) -> Response:
     )
     _record(state, result, time.perf_counter() - started)
     return json_response(
-        _response_body(request.state.request_id, result), headers={"Server-Timing": result.timer.server_timing()}
+        _response_body(request.state.request_id, result),
+        headers={"Server-Timing": result.timer.server_timing()},
     )
 
 
@@ -51,13 +52,15 @@ def _check_limits(body: RankRequest, state: AppState) -> None:
     settings = state.settings
     if len(body.candidates) > settings.max_candidates:
         raise ApiError(
-            422, "too_many_candidates",
-            f"candidates has {len(body.candidates)} items, more than the maximum of {settings.max_candidates}; "
-            "send fewer or raise RANKER_MAX_CANDIDATES",
+            422,
+            "too_many_candidates",
+            f"candidates has {len(body.candidates)} items, more than the maximum of "
+            f"{settings.max_candidates}; send fewer or raise RANKER_MAX_CANDIDATES",
         )
     if len(body.query) > settings.max_query_chars:
         raise ApiError(
-            422, "query_too_long",
+            422,
+            "query_too_long",
             f"query has {len(body.query)} characters, more than the maximum of {settings.max_query_chars}; "
             "shorten it or raise RANKER_MAX_QUERY_CHARS",
         )
@@ -75,7 +78,12 @@ def _record(state: AppState, result: RankResult, seconds: float) -> None:
 def _response_body(request_id: str, result: RankResult) -> dict:
     items = []
     for item in result.items:
-        entry = {"product_id": item.product_id, "rank": item.rank, "score": item.score, "task_scores": item.task_scores}
+        entry = {
+            "product_id": item.product_id,
+            "rank": item.rank,
+            "score": item.score,
+            "task_scores": item.task_scores,
+        }
         if item.explanation is not None:
             entry["explanation"] = item.explanation
         items.append(entry)

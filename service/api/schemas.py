@@ -29,9 +29,13 @@ class CandidateIn(BaseModel):
 class RankRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [RANK_EXAMPLE]})
 
-    user_id: str | None = Field(None, min_length=1, max_length=256, description="Absent means an anonymous user.")
+    user_id: str | None = Field(
+        None, min_length=1, max_length=256, description="Absent means an anonymous user."
+    )
     query: str = Field(min_length=1, description="The search text as the user typed it.")
-    candidates: list[CandidateIn] = Field(min_length=1, description="Products to rank; product ids must be unique.")
+    candidates: list[CandidateIn] = Field(
+        min_length=1, description="Products to rank; product ids must be unique."
+    )
     top_k: int | None = Field(None, ge=1, description="Return only the best top_k items (default: all).")
     explain: bool = Field(False, description="Add per-task probabilities and feature values to each item.")
 
@@ -45,7 +49,9 @@ class RankRequest(BaseModel):
     @model_validator(mode="after")
     def _unique_products(self) -> "RankRequest":
         seen: set[str] = set()
-        duplicates = sorted({c.product_id for c in self.candidates if c.product_id in seen or seen.add(c.product_id)})
+        duplicates = sorted(
+            {c.product_id for c in self.candidates if c.product_id in seen or seen.add(c.product_id)}
+        )
         if duplicates:
             shown = ", ".join(duplicates[:5])
             raise ValueError(f"candidates repeat product_id {shown}; send each product once")
@@ -55,7 +61,9 @@ class RankRequest(BaseModel):
 class RankedItemOut(BaseModel):
     product_id: str
     rank: int = Field(description="1-based position in the ranked list.")
-    score: float = Field(description="Fused score: the weighted sum of log task probabilities; higher ranks first.")
+    score: float = Field(
+        description="Fused score: the weighted sum of log task probabilities; higher ranks first."
+    )
     task_scores: dict[str, float] = Field(description="Probability per task: click, add_to_cart, purchase.")
     explanation: dict | None = Field(None, description="Present when the request set explain=true.")
 
@@ -73,8 +81,12 @@ class RankResponse(BaseModel):
                     "request_id": "3f0c6f1e9b6b4f9c",
                     "bundle_version": "20261204-120000-202429",
                     "items": [
-                        {"product_id": "hd:100001", "rank": 1, "score": -3.2,
-                         "task_scores": {"click": 0.41, "add_to_cart": 0.07, "purchase": 0.03}},
+                        {
+                            "product_id": "hd:100001",
+                            "rank": 1,
+                            "score": -3.2,
+                            "task_scores": {"click": 0.41, "add_to_cart": 0.07, "purchase": 0.03},
+                        },
                     ],
                     "degraded": False,
                     "degraded_reasons": [],
@@ -96,7 +108,9 @@ class ErrorBody(BaseModel):
     code: str = Field(description="Machine-readable error kind, e.g. invalid_request.")
     message: str
     request_id: str
-    details: list[dict] = Field(default_factory=list, description="One entry per invalid field: location and problem.")
+    details: list[dict] = Field(
+        default_factory=list, description="One entry per invalid field: location and problem."
+    )
 
 
 class ErrorResponse(BaseModel):

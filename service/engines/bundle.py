@@ -72,7 +72,9 @@ def load_bundle(models_dir: Path, version: str | None, device: str, intra_op_thr
 
     encoder_session = create_session(path / "encoder.onnx", device, intra_op_threads)
     ranker_session = create_session(path / "ranker.onnx", device, intra_op_threads)
-    encoder = TextEncoder(encoder_session, path / "tokenizer" / "tokenizer.json", manifest["encoder"]["max_query_tokens"])
+    encoder = TextEncoder(
+        encoder_session, path / "tokenizer" / "tokenizer.json", manifest["encoder"]["max_query_tokens"]
+    )
     ranker = RankerModel(ranker_session, tuple(manifest["ranker"]["tasks"]))
     vocab = orjson.loads((path / "vocabularies.json").read_bytes())
     bundle = Bundle(
@@ -83,7 +85,9 @@ def load_bundle(models_dir: Path, version: str | None, device: str, intra_op_thr
         ranker=ranker,
         catalog=_load_catalog(path),
         brands=BrandVocabulary(vocab["brands"]),
-        vocabularies=Vocabularies(brands=vocab["brands"], categories=vocab["categories"], segments=vocab["segments"]),
+        vocabularies=Vocabularies(
+            brands=vocab["brands"], categories=vocab["categories"], segments=vocab["segments"]
+        ),
         stats=InteractionStats.from_bytes((path / "interaction_stats.json").read_bytes()),
         fusion_weights=dict(manifest["fusion"]["weights"]),
         served_tasks=tuple(manifest["ranker"]["served_tasks"]),
@@ -91,14 +95,23 @@ def load_bundle(models_dir: Path, version: str | None, device: str, intra_op_thr
         providers={"encoder": provider_in_use(encoder_session), "ranker": provider_in_use(ranker_session)},
     )
     _check_dimensions(bundle)
-    logger.info("bundle %s loaded in %.1fs: %d products, %d users in snapshot, providers %s",
-                version, time.perf_counter() - started, len(bundle.catalog.index), len(bundle.user_snapshot), bundle.providers)
+    logger.info(
+        "bundle %s loaded in %.1fs: %d products, %d users in snapshot, providers %s",
+        version,
+        time.perf_counter() - started,
+        len(bundle.catalog.index),
+        len(bundle.user_snapshot),
+        bundle.providers,
+    )
     return bundle
 
 
 def _check_feature_schema(manifest: dict[str, Any]) -> None:
     schema = manifest["feature_schema"]
-    if tuple(schema["categorical"]) != CATEGORICAL_FEATURES or tuple(schema["continuous"]) != CONTINUOUS_FEATURES:
+    if (
+        tuple(schema["categorical"]) != CATEGORICAL_FEATURES
+        or tuple(schema["continuous"]) != CONTINUOUS_FEATURES
+    ):
         raise BundleError(
             "bundle feature schema differs from this service's feature definitions; "
             "re-export the bundle with this version, or serve it with the version that built it"
@@ -108,7 +121,9 @@ def _check_feature_schema(manifest: dict[str, Any]) -> None:
 def _check_dimensions(bundle: Bundle) -> None:
     d = bundle.catalog.embeddings.shape[1]
     if bundle.encoder.dimension != d:
-        raise BundleError(f"encoder output dimension {bundle.encoder.dimension} != product embedding dimension {d}")
+        raise BundleError(
+            f"encoder output dimension {bundle.encoder.dimension} != product embedding dimension {d}"
+        )
 
 
 def _load_catalog(path: Path) -> Catalog:
@@ -129,8 +144,12 @@ def _load_catalog(path: Path) -> Catalog:
                 )
             )
     if len(attributes) != embeddings.shape[0]:
-        raise BundleError(f"products.jsonl has {len(attributes)} rows but product_embeddings.npy has {embeddings.shape[0]}")
-    return Catalog(index=index, attributes=attributes, embeddings=np.ascontiguousarray(embeddings, dtype=np.float32))
+        raise BundleError(
+            f"products.jsonl has {len(attributes)} rows but product_embeddings.npy has {embeddings.shape[0]}"
+        )
+    return Catalog(
+        index=index, attributes=attributes, embeddings=np.ascontiguousarray(embeddings, dtype=np.float32)
+    )
 
 
 def _load_users(path: Path) -> dict[str, UserFeatures]:

@@ -39,7 +39,9 @@ def read_current(models_dir: Path) -> str | None:
 def write_current(models_dir: Path, version: str) -> None:
     models_dir = Path(models_dir)
     if not (models_dir / version / MANIFEST_FILE).is_file():
-        raise BundleError(f"cannot point at bundle {version!r}: {models_dir / version / MANIFEST_FILE} does not exist")
+        raise BundleError(
+            f"cannot point at bundle {version!r}: {models_dir / version / MANIFEST_FILE} does not exist"
+        )
     temporary = models_dir / f".{CURRENT_POINTER}.tmp"
     temporary.write_text(version + "\n")
     os.replace(temporary, models_dir / CURRENT_POINTER)

@@ -24,5 +24,7 @@ class RankerModel:
         query_embedding: np.ndarray,
         product_embedding: np.ndarray,
     ) -> np.ndarray:
-        feeds = dict(zip(RANKER_INPUTS, (categorical, continuous, query_embedding, product_embedding), strict=True))
+        feeds = dict(
+            zip(RANKER_INPUTS, (categorical, continuous, query_embedding, product_embedding), strict=True)
+        )
         return self.session.run([RANKER_OUTPUT], feeds)[0]

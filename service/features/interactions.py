@@ -68,8 +68,13 @@ class InteractionStats:
         prior = total.clicks / total.examinations if total.examinations else 0.0
         return cls(
             prior_ctr=prior,
-            product={k: (debiased_ctr(c.clicks, c.examinations, prior), c.impressions) for k, c in by_product.items()},
-            query_product={k: (debiased_ctr(c.clicks, c.examinations, prior), c.impressions) for k, c in by_pair.items()},
+            product={
+                k: (debiased_ctr(c.clicks, c.examinations, prior), c.impressions)
+                for k, c in by_product.items()
+            },
+            query_product={
+                k: (debiased_ctr(c.clicks, c.examinations, prior), c.impressions) for k, c in by_pair.items()
+            },
         )
 
     def without_pairs(self) -> "InteractionStats":

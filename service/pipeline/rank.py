@@ -158,13 +158,21 @@ def order_candidates(
         probabilities = scored.probabilities[i]
         task_scores = {task: float(probabilities[tasks.index(task)]) for task in bundle.served_tasks}
         explanation = _explain(tasks, scored, i) if explain else None
-        items.append(RankedItem(candidates[i].product_id, rank, float(scored.scores[i]), task_scores, explanation))
+        items.append(
+            RankedItem(candidates[i].product_id, rank, float(scored.scores[i]), task_scores, explanation)
+        )
     return items
 
 
 def _explain(tasks: Sequence[str], scored: Scored, row: int) -> dict:
     return {
-        "task_probabilities": {task: float(p) for task, p in zip(tasks, scored.probabilities[row], strict=True)},
-        "categorical": {name: int(v) for name, v in zip(CATEGORICAL_FEATURES, scored.categorical[row], strict=True)},
-        "continuous": {name: float(v) for name, v in zip(CONTINUOUS_FEATURES, scored.continuous[row], strict=True)},
+        "task_probabilities": {
+            task: float(p) for task, p in zip(tasks, scored.probabilities[row], strict=True)
+        },
+        "categorical": {
+            name: int(v) for name, v in zip(CATEGORICAL_FEATURES, scored.categorical[row], strict=True)
+        },
+        "continuous": {
+            name: float(v) for name, v in zip(CONTINUOUS_FEATURES, scored.continuous[row], strict=True)
+        },
     }

@@ -62,11 +62,16 @@ def test_encoder_parity(bundle_dir, texts):
     encoder, tokenizer, _ = load_encoder(None)
     session = ort.InferenceSession(str(bundle_dir / "encoder.onnx"), providers=["CPUExecutionProvider"])
     batch = tokenizer(texts, padding=True, return_tensors="np")
-    feeds = {"input_ids": batch["input_ids"].astype(np.int64), "attention_mask": batch["attention_mask"].astype(np.int64)}
+    feeds = {
+        "input_ids": batch["input_ids"].astype(np.int64),
+        "attention_mask": batch["attention_mask"].astype(np.int64),
+    }
 
     onnx_embeddings = session.run(None, feeds)[0]
     with torch.no_grad():
-        torch_embeddings = encoder(torch.from_numpy(feeds["input_ids"]), torch.from_numpy(feeds["attention_mask"])).numpy()
+        torch_embeddings = encoder(
+            torch.from_numpy(feeds["input_ids"]), torch.from_numpy(feeds["attention_mask"])
+        ).numpy()
 
     assert onnx_embeddings.shape == (len(texts), 384)
     assert np.abs(onnx_embeddings - torch_embeddings).max() < ENCODER_TOLERANCE
@@ -89,7 +94,9 @@ def test_ranker_parity(trained_run, bundle_dir, rows):
     session = ort.InferenceSession(str(bundle_dir / "ranker.onnx"), providers=["CPUExecutionProvider"])
     generator = torch.Generator().manual_seed(rows)
     inputs = (
-        torch.stack([torch.randint(0, n, (rows,), generator=generator) for n in checkpoint["cardinalities"]], dim=1),
+        torch.stack(
+            [torch.randint(0, n, (rows,), generator=generator) for n in checkpoint["cardinalities"]], dim=1
+        ),
         torch.randn(rows, checkpoint["n_continuous"], generator=generator),
         torch.nn.functional.normalize(torch.randn(rows, 384, generator=generator), dim=1),
         torch.nn.functional.normalize(torch.randn(rows, 384, generator=generator), dim=1),
@@ -97,7 +104,9 @@ def test_ranker_parity(trained_run, bundle_dir, rows):
 
     with torch.no_grad():
         expected = model(*inputs).numpy()
-    actual = session.run([RANKER_OUTPUT], dict(zip(RANKER_INPUTS, (x.numpy() for x in inputs), strict=True)))[0]
+    actual = session.run([RANKER_OUTPUT], dict(zip(RANKER_INPUTS, (x.numpy() for x in inputs), strict=True)))[
+        0
+    ]
 
     assert actual.shape == (rows, len(TASKS))
     assert np.abs(actual - expected).max() < RANKER_TOLERANCE

@@ -130,5 +130,11 @@ def test_explain_lists_features(pipeline, bundle):
 def test_stage_timings_recorded(pipeline, bundle):
     result = rank(pipeline, "drill", some_products(bundle, 3))
 
-    assert list(result.timer.seconds) == ["user_features", "encode_query", "product_features", "score", "order"]
+    assert list(result.timer.seconds) == [
+        "user_features",
+        "encode_query",
+        "product_features",
+        "score",
+        "order",
+    ]
     assert all(seconds >= 0 for seconds in result.timer.seconds.values())

@@ -36,7 +36,10 @@ class ServiceProcess:
         self.log_path = log_path
         self.process = subprocess.Popen(
             [sys.executable, "-m", "service.cli", "serve"],
-            cwd=REPO_ROOT, env=env, stdout=open(log_path, "wb"), stderr=subprocess.STDOUT,
+            cwd=REPO_ROOT,
+            env=env,
+            stdout=open(log_path, "wb"),
+            stderr=subprocess.STDOUT,
         )
         self.client = httpx.Client(base_url=self.base_url, timeout=30)
         self._wait_until_up()
@@ -67,7 +70,9 @@ def redis_with_users(redis_server, bundle_dir):
 
 @pytest.fixture(scope="module")
 def service(models_dir, redis_with_users, tmp_path_factory) -> Iterator[ServiceProcess]:
-    process = ServiceProcess(models_dir, redis_with_users.url, tmp_path_factory.mktemp("logs") / "service.log")
+    process = ServiceProcess(
+        models_dir, redis_with_users.url, tmp_path_factory.mktemp("logs") / "service.log"
+    )
     yield process
     process.stop()
 
@@ -78,7 +83,10 @@ def held_out(data_dir, trained_run) -> dict[str, list[tuple[str, float]]]:
     test_queries = set(json.loads((trained_run / "split.json").read_text())["test"])
     frame = load_home_depot(data_dir).frame
     frame = frame[frame["query"].isin(test_queries)]
-    return {q: list(zip(g["product_id"], g["relevance"], strict=True)) for q, g in frame.groupby("query", sort=True)}
+    return {
+        q: list(zip(g["product_id"], g["relevance"], strict=True))
+        for q, g in frame.groupby("query", sort=True)
+    }
 
 
 def rank_body(query: str, product_ids: list[str], user_id: str | None = None) -> dict:
@@ -99,7 +107,10 @@ def test_ready_reports_state(service, bundle_dir):
     assert response.status_code == 200
     assert body["bundle_version"] == bundle_dir.name
     assert body["encoder_warmed"] is True
-    assert body["execution_providers"] == {"encoder": "CPUExecutionProvider", "ranker": "CPUExecutionProvider"}
+    assert body["execution_providers"] == {
+        "encoder": "CPUExecutionProvider",
+        "ranker": "CPUExecutionProvider",
+    }
     assert body["user_features"]["source"] == "redis"
     assert body["user_features"]["reachable"] is True
 
@@ -131,7 +142,9 @@ def test_same_request_same_order(service, held_out):
     query, judged = list(held_out.items())[1]
     body = rank_body(query, [p for p, _ in judged], "u000002")
 
-    orders = [[i["product_id"] for i in service.client.post("/rank", json=body).json()["items"]] for _ in range(3)]
+    orders = [
+        [i["product_id"] for i in service.client.post("/rank", json=body).json()["items"]] for _ in range(3)
+    ]
 
     assert orders[0] == orders[1] == orders[2]
 
@@ -148,12 +161,21 @@ def test_users_can_get_different_orders(service, redis_with_users, bundle_dir, h
         first, second = product_ids[0], product_ids[-1]
         for user_id, liked in (("taste-a", first), ("taste-b", second)):
             features = UserFeatures(
-                segment="pro", sessions=20, click_rate=0.4, add_to_cart_rate=0.1, purchase_rate=0.05,
-                category_affinity={category_of[liked]: 0.9}, brand_affinity={brand_of[liked]: 0.9}, known=True,
+                segment="pro",
+                sessions=20,
+                click_rate=0.4,
+                add_to_cart_rate=0.1,
+                purchase_rate=0.05,
+                category_affinity={category_of[liked]: 0.9},
+                brand_affinity={brand_of[liked]: 0.9},
+                known=True,
             )
             client.set(f"ranker:user:v1:{user_id}", encode_user(features))
         orders = [
-            [i["product_id"] for i in service.client.post("/rank", json=rank_body(query, product_ids, u)).json()["items"]]
+            [
+                i["product_id"]
+                for i in service.client.post("/rank", json=rank_body(query, product_ids, u)).json()["items"]
+            ]
             for u in ("taste-a", "taste-b")
         ]
         differing += orders[0] != orders[1]
@@ -228,7 +250,9 @@ def test_too_many_candidates_422(service):
 
 
 def test_malformed_json_422(service):
-    response = service.client.post("/rank", content=b"{not json", headers={"content-type": "application/json"})
+    response = service.client.post(
+        "/rank", content=b"{not json", headers={"content-type": "application/json"}
+    )
 
     assert response.status_code == 422
     assert response.json()["error"]["code"] == "invalid_request"

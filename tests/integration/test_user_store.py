@@ -18,8 +18,14 @@ from tests.conftest import free_port
 
 PREFIX = "test-store"
 ALICE = UserFeatures(
-    segment="pro", sessions=12, click_rate=0.3, add_to_cart_rate=0.1, purchase_rate=0.05,
-    category_affinity={"paint": 0.6}, brand_affinity={"behr": 0.4}, known=True,
+    segment="pro",
+    sessions=12,
+    click_rate=0.3,
+    add_to_cart_rate=0.1,
+    purchase_rate=0.05,
+    category_affinity={"paint": 0.6},
+    brand_affinity={"behr": 0.4},
+    known=True,
 )
 
 

@@ -152,9 +152,7 @@ def test_crowdflower_relevance_endpoints(crowdflower):
 
 def test_crowdflower_repeated_pair_averaged(crowdflower):
     # Rows 7900 and 25035 judge this pair 3 and 4: (2/3 + 1) / 2.
-    relevance = _relevance_of(
-        crowdflower, "aqua shoes", "Stride Rite Toddler Girls' M2P Baby Aqua Sneakers"
-    )
+    relevance = _relevance_of(crowdflower, "aqua shoes", "Stride Rite Toddler Girls' M2P Baby Aqua Sneakers")
 
     assert relevance.tolist() == [pytest.approx(5 / 6)]
 

@@ -45,9 +45,7 @@ def _column(name: str) -> int:
 def _build(query: str, titles: list[str], user: UserFeatures = USER):
     products = [describe_product(title, BRANDS) for title in titles]
     product_ids = [f"p{i + 1}" for i in range(len(titles))]
-    return build_features(
-        user, QueryContext.from_query(query), product_ids, products, STATS, VOCABULARIES
-    )
+    return build_features(user, QueryContext.from_query(query), product_ids, products, STATS, VOCABULARIES)
 
 
 def _text_features(query: str, title: str) -> dict[str, float]:

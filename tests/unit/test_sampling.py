@@ -135,9 +135,7 @@ def test_engaged_sessions_kept_once(small_log):
     sampled, _ = sample_sessions(small_log, SamplingConfig(purchase_repeats=3))
 
     counts = pd.Series(sampled).value_counts()
-    engaged = [
-        r for r in small_log["request_id"].unique() if _outcome_of(r) in ("click", "add_to_cart")
-    ]
+    engaged = [r for r in small_log["request_id"].unique() if _outcome_of(r) in ("click", "add_to_cart")]
 
     assert counts[engaged].tolist() == [1] * len(engaged)
 
@@ -162,9 +160,7 @@ def test_report_totals_consistent(large_log):
 def test_report_stratum_counts(large_log):
     _, report = sample_sessions(large_log, SamplingConfig(purchase_repeats=2))
 
-    purchase_strata = [
-        stratum for name, stratum in report["strata"].items() if name.startswith("purchase/")
-    ]
+    purchase_strata = [stratum for name, stratum in report["strata"].items() if name.startswith("purchase/")]
     purchase_before = sum(stratum["before"] for stratum in purchase_strata)
     purchase_after = sum(stratum["after"] for stratum in purchase_strata)
 

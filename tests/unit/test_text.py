@@ -8,7 +8,7 @@ from service.features.text import is_number_token, normalize_text, tokenize
 @pytest.mark.parametrize(
     ("text", "tokens"),
     [
-        ('1/2 in. Copper Pipe', ["1/2", "in", "copper", "pipe"]),
+        ("1/2 in. Copper Pipe", ["1/2", "in", "copper", "pipe"]),
         ("12-Gauge Wire", ["12-gauge", "wire"]),
         ("2.5 gal. Bucket", ["2.5", "gal", "bucket"]),
         ("Men's Boots", ["men's", "boots"]),

@@ -60,14 +60,18 @@ class MMoERanker(nn.Module):
         self.embedding_dim = embedding_dim
         self.embeddings = nn.ModuleList(
             nn.Embedding(size, dim)
-            for size, dim in zip(cardinalities, (config.brand_dim, config.category_dim, config.segment_dim), strict=True)
+            for size, dim in zip(
+                cardinalities, (config.brand_dim, config.category_dim, config.segment_dim), strict=True
+            )
         )
         self.register_buffer("continuous_mean", torch.as_tensor(continuous_mean, dtype=torch.float32))
         self.register_buffer("continuous_std", torch.as_tensor(continuous_std, dtype=torch.float32))
 
         text_dim = 1 + 2 * embedding_dim if config.use_embedding_interactions else 1
         input_dim = sum(e.embedding_dim for e in self.embeddings) + len(continuous_mean) + text_dim
-        self.bottom = nn.Sequential(nn.Linear(input_dim, config.bottom_dim), nn.ReLU(), nn.Dropout(config.dropout))
+        self.bottom = nn.Sequential(
+            nn.Linear(input_dim, config.bottom_dim), nn.ReLU(), nn.Dropout(config.dropout)
+        )
         hidden, out = config.expert_dims
         self.experts = nn.ModuleList(
             nn.Sequential(nn.Linear(config.bottom_dim, hidden), nn.ReLU(), nn.Linear(hidden, out), nn.ReLU())
@@ -92,7 +96,9 @@ class MMoERanker(nn.Module):
     ) -> torch.Tensor:
         return torch.sigmoid(self.logits(categorical, continuous, query_embedding, product_embedding))
 
-    def logits(self, categorical, continuous, query_embedding, product_embedding, positions=None) -> torch.Tensor:
+    def logits(
+        self, categorical, continuous, query_embedding, product_embedding, positions=None
+    ) -> torch.Tensor:
         embedded = [table(categorical[:, i]) for i, table in enumerate(self.embeddings)]
         standardized = (continuous - self.continuous_mean) / self.continuous_std
         cosine = (query_embedding * product_embedding).sum(dim=1, keepdim=True)
@@ -120,9 +126,15 @@ class MMoERanker(nn.Module):
 def ranker_from_checkpoint(checkpoint: dict) -> MMoERanker:
     """Rebuild a ranker saved by the training pipeline (see `checkpoint_of`)."""
     n_continuous = checkpoint["n_continuous"]
-    config = MMoEConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in checkpoint["model_config"].items()})
+    config = MMoEConfig(
+        **{k: tuple(v) if isinstance(v, list) else v for k, v in checkpoint["model_config"].items()}
+    )
     model = MMoERanker(
-        config, tuple(checkpoint["cardinalities"]), np.zeros(n_continuous), np.ones(n_continuous), checkpoint["embedding_dim"]
+        config,
+        tuple(checkpoint["cardinalities"]),
+        np.zeros(n_continuous),
+        np.ones(n_continuous),
+        checkpoint["embedding_dim"],
     )
     model.load_state_dict(checkpoint["state_dict"])
     return model.eval()

@@ -35,8 +35,16 @@ from training.data.splits import QuerySplit
 
 SIMULATED_SEGMENTS = ("casual", "diy", "pro")
 LOG_COLUMNS = [
-    "request_id", "user_id", "query", "product_id", "position",
-    "click", "add_to_cart", "purchase", "split", "phase",
+    "request_id",
+    "user_id",
+    "query",
+    "product_id",
+    "position",
+    "click",
+    "add_to_cart",
+    "purchase",
+    "split",
+    "phase",
 ]
 
 
@@ -84,7 +92,9 @@ def _sigmoid(x: np.ndarray | float) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-np.asarray(x)))
 
 
-def simulate_users(config: SimulationConfig, brand_popularity: pd.Series, rng: np.random.Generator) -> list[SimulatedUser]:
+def simulate_users(
+    config: SimulationConfig, brand_popularity: pd.Series, rng: np.random.Generator
+) -> list[SimulatedUser]:
     """Draw users with a segment, a lognormal activity and sparse category and brand tastes."""
     brands = brand_popularity.index.to_numpy()
     brand_p = (brand_popularity.to_numpy() / brand_popularity.sum()).astype(float)
@@ -120,7 +130,9 @@ class SessionSimulator:
             for query, group in frame.groupby("query", sort=True)
         }
 
-    def session(self, rng: np.random.Generator, user: SimulatedUser, query: str, logging_quality: float) -> list[tuple]:
+    def session(
+        self, rng: np.random.Generator, user: SimulatedUser, query: str, logging_quality: float
+    ) -> list[tuple]:
         """Return one session's impressions as (product_id, position, click, atc, purchase)."""
         c = self.config
         product_ids, relevance = self.lists[query]

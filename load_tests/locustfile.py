@@ -1,0 +1,235 @@
+"""Locust scenario for POST /rank: real Home Depot queries, candidate lists and a skewed user mix.
+
+Each request sends one query from home-depot/train.csv.zip with 20 to 60 candidates: the
+products judged for that query plus random other catalog products, in random order. User ids
+u000000 to u001999 are drawn from a Zipf-like distribution, so a few users send most requests.
+The Server-Timing header of every response is reported as one Locust event per stage, with
+request_type "stage". The options added below change these defaults.
+
+See load_tests/README.md for the command line.
+"""
+
+import csv
+import io
+import logging
+import random
+import zipfile
+from bisect import bisect_left
+from collections import Counter
+from dataclasses import dataclass
+from itertools import accumulate
+from pathlib import Path
+
+from locust import FastHttpUser, constant, events, task
+from locust.env import Environment
+from locust.runners import MasterRunner
+
+logger = logging.getLogger(__name__)
+
+REPOSITORY_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_DATA_DIR = REPOSITORY_ROOT.parent / "shared" / "data"
+HOME_DEPOT_ARCHIVE = Path("home-depot") / "train.csv.zip"
+HOME_DEPOT_MEMBER = "train.csv"
+
+
+@dataclass(frozen=True)
+class Workload:
+    queries: list[str]
+    judged_products: list[list[str]]  # product ids judged for queries[i], without repeats
+    catalog: list[str]  # every product id in the file
+    titles: dict[str, str]  # product id -> product title
+    user_ids: list[str]  # most frequent user first
+    user_cumulative_weights: list[float]
+
+    def draw_user(self, rng: random.Random) -> str:
+        point = rng.random() * self.user_cumulative_weights[-1]
+        return self.user_ids[bisect_left(self.user_cumulative_weights, point)]
+
+
+# Set by the init listener on every process that runs users; the master process never loads it.
+WORKLOAD: Workload | None = None
+
+# Degraded responses by reason (user_not_found, unknown_product, ...), logged when the test stops.
+DEGRADED_REASONS: Counter[str] = Counter()
+
+
+@events.init_command_line_parser.add_listener
+def add_options(parser) -> None:
+    parser.add_argument(
+        "--data-dir", env_var="RANKER_DATA_DIR", default=str(DEFAULT_DATA_DIR), include_in_web_ui=False,
+        help="folder with home-depot/train.csv.zip (default: $RANKER_DATA_DIR or ../shared/data beside the repository)",
+    )
+    parser.add_argument(
+        "--user-pool", type=int, default=2000, include_in_web_ui=False,
+        help="number of user ids, u000000 upwards (default: %(default)s, the users that `ranker train` simulates)",
+    )
+    parser.add_argument(
+        "--zipf-exponent", type=float, default=1.1, include_in_web_ui=False,
+        help="user of popularity rank k is drawn with weight 1/k**exponent; 0 draws users uniformly (default: %(default)s)",
+    )
+    parser.add_argument("--min-candidates", type=int, default=20, include_in_web_ui=False,
+                        help="minimum candidates per request (default: %(default)s)")
+    parser.add_argument("--max-candidates", type=int, default=60, include_in_web_ui=False,
+                        help="maximum candidates per request (default: %(default)s)")
+    parser.add_argument(
+        "--send-titles", action="store_true", default=False, include_in_web_ui=False,
+        help="send each candidate's title, so the service embeds products its bundle does not contain "
+        "(one encoder call per request that has any)",
+    )
+
+
+@events.init.add_listener
+def load_workload(environment: Environment, **_kwargs) -> None:
+    """Validate the options and read the data set before any user starts."""
+    global WORKLOAD
+    if isinstance(environment.runner, MasterRunner):
+        return
+    options = environment.parsed_options
+    if options is None:  # Locust used as a library, without its command line.
+        return
+    check_options(options)
+    WORKLOAD = read_workload(Path(options.data_dir), options.user_pool, options.zipf_exponent)
+    logger.info(
+        "workload: %d queries, %d catalog products, %d users (Zipf exponent %.2f), %d to %d candidates per request",
+        len(WORKLOAD.queries), len(WORKLOAD.catalog), len(WORKLOAD.user_ids), options.zipf_exponent,
+        options.min_candidates, options.max_candidates,
+    )
+
+
+def check_options(options) -> None:
+    if options.user_pool < 1:
+        raise ValueError(f"--user-pool is {options.user_pool}; it must be at least 1")
+    if options.zipf_exponent < 0:
+        raise ValueError(f"--zipf-exponent is {options.zipf_exponent}; it must be 0 or more")
+    if not 1 <= options.min_candidates <= options.max_candidates:
+        raise ValueError(
+            f"--min-candidates {options.min_candidates} and --max-candidates {options.max_candidates} are invalid: "
+            "they need 1 <= min <= max"
+        )
+
+
+def read_workload(data_dir: Path, user_pool: int, zipf_exponent: float) -> Workload:
+    archive_path = data_dir / HOME_DEPOT_ARCHIVE
+    if not archive_path.is_file():
+        raise FileNotFoundError(
+            f"{archive_path} not found; pass --data-dir or set RANKER_DATA_DIR to the folder that contains "
+            f"{HOME_DEPOT_ARCHIVE}"
+        )
+
+    products_by_query: dict[str, dict[str, None]] = {}  # dicts keep first-seen order without repeats
+    titles: dict[str, str] = {}
+    with zipfile.ZipFile(archive_path) as archive, archive.open(HOME_DEPOT_MEMBER) as raw:
+        # The file is latin-1: UTF-8 decoding fails on its product titles.
+        for row in csv.DictReader(io.TextIOWrapper(raw, encoding="latin-1", newline="")):
+            product_id = f"hd:{row['product_uid']}"
+            titles.setdefault(product_id, row["product_title"])
+            query = row["search_term"].strip()
+            if query:
+                products_by_query.setdefault(query, {})[product_id] = None
+    if not products_by_query:
+        raise ValueError(f"{archive_path} contains no rows with a search_term")
+
+    user_ids = [f"u{index:06d}" for index in range(user_pool)]
+    weights = [1.0 / rank**zipf_exponent for rank in range(1, user_pool + 1)]
+    return Workload(
+        queries=list(products_by_query),
+        judged_products=[list(products) for products in products_by_query.values()],
+        catalog=list(titles),
+        titles=titles,
+        user_ids=user_ids,
+        user_cumulative_weights=list(accumulate(weights)),
+    )
+
+
+def build_candidates(workload: Workload, query_index: int, count: int, rng: random.Random) -> list[str]:
+    """Return `count` distinct product ids in random order: the query's judged products, topped up
+    with random catalog products."""
+    judged = workload.judged_products[query_index]
+    if len(judged) >= count:
+        chosen = rng.sample(judged, count)
+    else:
+        chosen = list(judged)
+        seen = set(chosen)
+        # The catalog has tens of thousands of products, so this loop ends after a few extra draws.
+        while len(chosen) < min(count, len(workload.catalog)):
+            product_id = rng.choice(workload.catalog)
+            if product_id not in seen:
+                seen.add(product_id)
+                chosen.append(product_id)
+    rng.shuffle(chosen)
+    return chosen
+
+
+def parse_server_timing(header: str) -> dict[str, float]:
+    """Return {stage: milliseconds} from a Server-Timing value such as "score;dur=1.250, order;dur=0.010"."""
+    stages: dict[str, float] = {}
+    for entry in header.split(","):
+        name, *parameters = (part.strip() for part in entry.split(";"))
+        for parameter in parameters:
+            key, _, value = parameter.partition("=")
+            if name and key.strip() == "dur":
+                try:
+                    stages[name] = float(value.strip().strip('"'))
+                except ValueError:
+                    logger.warning("ignored Server-Timing entry %r: dur is not a number", entry)
+    return stages
+
+
+@events.test_stop.add_listener
+def log_degraded(**_kwargs) -> None:
+    if DEGRADED_REASONS:
+        summary = ", ".join(f"{reason}={count}" for reason, count in DEGRADED_REASONS.most_common())
+        logger.info("degraded responses by reason: %s", summary)
+
+
+class RankUser(FastHttpUser):
+    # No think time: each simulated user sends its next request as soon as the last one returns,
+    # so -u sets the number of requests in flight.
+    wait_time = constant(0)
+
+    def on_start(self) -> None:
+        if WORKLOAD is None:
+            raise RuntimeError("no workload loaded; run this file with the locust command, which fires the init event")
+        self.workload = WORKLOAD
+        self.rng = random.Random()
+
+    @task
+    def rank(self) -> None:
+        options = self.environment.parsed_options
+        query_index = self.rng.randrange(len(self.workload.queries))
+        count = self.rng.randint(options.min_candidates, options.max_candidates)
+        product_ids = build_candidates(self.workload, query_index, count, self.rng)
+        if options.send_titles:
+            candidates = [{"product_id": pid, "title": self.workload.titles[pid]} for pid in product_ids]
+        else:
+            candidates = [{"product_id": pid} for pid in product_ids]
+        body = {
+            "user_id": self.workload.draw_user(self.rng),
+            "query": self.workload.queries[query_index],
+            "candidates": candidates,
+        }
+
+        with self.client.post("/rank", json=body, name="/rank", catch_response=True) as response:
+            if response.status_code != 200:
+                response.failure(f"status {response.status_code}: {(response.text or '')[:300]}")
+                return
+            payload = response.json()
+            if len(payload.get("items", [])) != len(candidates):
+                response.failure(f"sent {len(candidates)} candidates, got {len(payload.get('items', []))} items back")
+                return
+            DEGRADED_REASONS.update(payload.get("degraded_reasons", []))
+            timing = response.headers.get("Server-Timing")
+            if not timing:
+                response.failure("response has no Server-Timing header")
+                return
+            response.success()
+
+        for stage, milliseconds in parse_server_timing(timing).items():
+            self.environment.events.request.fire(
+                request_type="stage",
+                name=stage,
+                response_time=milliseconds,
+                response_length=0,
+                exception=None,
+                context={},
+            )
