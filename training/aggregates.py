@@ -1,7 +1,7 @@
 """User features and interaction statistics aggregated from the "history" part of a log.
 
-Only history sessions feed these aggregates, so a training example never sees a feature computed
-from its own click.
+Only history sessions feed these aggregates, so no training example has a feature computed from
+its own click.
 """
 
 import pandas as pd

@@ -4,6 +4,7 @@ Everything the export step needs is written to the run folder:
 
     config.json          the TrainConfig of the run
     metrics.json         per-epoch history, validation and test metrics, sampling report
+    evaluation.png       loss curves and test metrics against the logged and a random order
     model.pt             the ranker's state dict and constructor arguments
     encoder.onnx         the frozen query encoder, already in ONNX
     tokenizer/           the encoder's tokenizer files
@@ -45,6 +46,7 @@ from training.labels import relevance_grades
 from training.model.encoder import load_encoder
 from training.model.mmoe import SERVED_TASKS, TASKS, MMoERanker, checkpoint_of
 from training.onnx_export import export_encoder
+from training.report import plot_run
 from training.sampling import sample_sessions
 from training.simulation.behaviour import simulate_log
 from training.trainer import EmbeddingTables, fit, predict
@@ -193,6 +195,7 @@ def run_training(config: TrainConfig, output_dir: Path) -> Path:
         "behaviour": "simulated (see docs/simulation.md); human relevance is real",
     }
     _save_run(run_dir, model, config, metrics, vocabularies, stats, fusion, users)
+    plot_run(metrics, run_dir / "evaluation.png")
     logger.info(
         "step 7/7 done in %.0fs; test NDCG@10 %.4f (logged order %.4f, random order %.4f)",
         metrics["seconds"],

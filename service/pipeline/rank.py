@@ -125,8 +125,8 @@ def gather_products(
 ) -> tuple[list[ProductAttributes], np.ndarray, int]:
     """Return attributes, embeddings [candidates, d] and the count of unknown untitled products.
 
-    A product missing from the bundle is embedded from its request title (one batched encoder
-    call for all of them); without a title it gets a zero embedding and empty attributes.
+    A product missing from the bundle is embedded from its request title, in one batched encoder
+    call for all such products. Without a title it gets a zero embedding and empty attributes.
     """
     catalog = bundle.catalog
     rows = np.array([catalog.index.get(c.product_id, -1) for c in candidates], dtype=np.int64)
