@@ -46,7 +46,7 @@ class Workload:
         return self.user_ids[bisect_left(self.user_cumulative_weights, point)]
 
 
-# Set by the init listener on every process that runs users; the master process never loads it.
+# The init listener sets this in every process that runs users. The master process never loads it.
 WORKLOAD: Workload | None = None
 
 # Degraded responses by reason (user_not_found, unknown_product, ...), logged when the test stops.
@@ -56,25 +56,50 @@ DEGRADED_REASONS: Counter[str] = Counter()
 @events.init_command_line_parser.add_listener
 def add_options(parser) -> None:
     parser.add_argument(
-        "--data-dir", env_var="RANKER_DATA_DIR", default=str(DEFAULT_DATA_DIR), include_in_web_ui=False,
-        help="folder with home-depot/train.csv.zip (default: $RANKER_DATA_DIR or ../shared/data beside the repository)",
+        "--data-dir",
+        env_var="RANKER_DATA_DIR",
+        default=str(DEFAULT_DATA_DIR),
+        include_in_web_ui=False,
+        help="folder with home-depot/train.csv.zip "
+        "(default: $RANKER_DATA_DIR, else ../shared/data beside the repository)",
     )
     parser.add_argument(
-        "--user-pool", type=int, default=2000, include_in_web_ui=False,
-        help="number of user ids, u000000 upwards (default: %(default)s, the users that `ranker train` simulates)",
+        "--user-pool",
+        type=int,
+        default=2000,
+        include_in_web_ui=False,
+        help="number of user ids, from u000000 upwards (default: %(default)s, "
+        "the number of users that `ranker train` simulates)",
     )
     parser.add_argument(
-        "--zipf-exponent", type=float, default=1.1, include_in_web_ui=False,
-        help="user of popularity rank k is drawn with weight 1/k**exponent; 0 draws users uniformly (default: %(default)s)",
+        "--zipf-exponent",
+        type=float,
+        default=1.1,
+        include_in_web_ui=False,
+        help="exponent s of the user weights 1/k**s, where k is the user's popularity rank; "
+        "0 draws users uniformly (default: %(default)s)",
     )
-    parser.add_argument("--min-candidates", type=int, default=20, include_in_web_ui=False,
-                        help="minimum candidates per request (default: %(default)s)")
-    parser.add_argument("--max-candidates", type=int, default=60, include_in_web_ui=False,
-                        help="maximum candidates per request (default: %(default)s)")
     parser.add_argument(
-        "--send-titles", action="store_true", default=False, include_in_web_ui=False,
-        help="send each candidate's title, so the service embeds products its bundle does not contain "
-        "(one encoder call per request that has any)",
+        "--min-candidates",
+        type=int,
+        default=20,
+        include_in_web_ui=False,
+        help="minimum candidates per request (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--max-candidates",
+        type=int,
+        default=60,
+        include_in_web_ui=False,
+        help="maximum candidates per request (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--send-titles",
+        action="store_true",
+        default=False,
+        include_in_web_ui=False,
+        help="send each candidate's title, so the service embeds products that its bundle "
+        "does not contain (one extra encoder call per request that has any)",
     )
 
 
@@ -90,21 +115,26 @@ def load_workload(environment: Environment, **_kwargs) -> None:
     check_options(options)
     WORKLOAD = read_workload(Path(options.data_dir), options.user_pool, options.zipf_exponent)
     logger.info(
-        "workload: %d queries, %d catalog products, %d users (Zipf exponent %.2f), %d to %d candidates per request",
-        len(WORKLOAD.queries), len(WORKLOAD.catalog), len(WORKLOAD.user_ids), options.zipf_exponent,
-        options.min_candidates, options.max_candidates,
+        "workload: %d queries, %d catalog products, %d users (Zipf exponent %.2f), "
+        "%d to %d candidates per request",
+        len(WORKLOAD.queries),
+        len(WORKLOAD.catalog),
+        len(WORKLOAD.user_ids),
+        options.zipf_exponent,
+        options.min_candidates,
+        options.max_candidates,
     )
 
 
 def check_options(options) -> None:
     if options.user_pool < 1:
-        raise ValueError(f"--user-pool is {options.user_pool}; it must be at least 1")
+        raise ValueError(f"invalid --user-pool {options.user_pool}: pass 1 or more")
     if options.zipf_exponent < 0:
-        raise ValueError(f"--zipf-exponent is {options.zipf_exponent}; it must be 0 or more")
+        raise ValueError(f"invalid --zipf-exponent {options.zipf_exponent}: pass 0 or more")
     if not 1 <= options.min_candidates <= options.max_candidates:
         raise ValueError(
-            f"--min-candidates {options.min_candidates} and --max-candidates {options.max_candidates} are invalid: "
-            "they need 1 <= min <= max"
+            f"invalid --min-candidates {options.min_candidates} and --max-candidates "
+            f"{options.max_candidates}: they need 1 <= min <= max"
         )
 
 
@@ -112,11 +142,12 @@ def read_workload(data_dir: Path, user_pool: int, zipf_exponent: float) -> Workl
     archive_path = data_dir / HOME_DEPOT_ARCHIVE
     if not archive_path.is_file():
         raise FileNotFoundError(
-            f"{archive_path} not found; pass --data-dir or set RANKER_DATA_DIR to the folder that contains "
-            f"{HOME_DEPOT_ARCHIVE}"
+            f"{archive_path} not found. Pass --data-dir or set RANKER_DATA_DIR to the folder "
+            f"that contains {HOME_DEPOT_ARCHIVE}"
         )
 
-    products_by_query: dict[str, dict[str, None]] = {}  # dicts keep first-seen order without repeats
+    # Dicts as ordered sets: they keep first-seen order and drop repeats.
+    products_by_query: dict[str, dict[str, None]] = {}
     titles: dict[str, str] = {}
     with zipfile.ZipFile(archive_path) as archive, archive.open(HOME_DEPOT_MEMBER) as raw:
         # The file is latin-1: UTF-8 decoding fails on its product titles.
@@ -161,7 +192,10 @@ def build_candidates(workload: Workload, query_index: int, count: int, rng: rand
 
 
 def parse_server_timing(header: str) -> dict[str, float]:
-    """Return {stage: milliseconds} from a Server-Timing value such as "score;dur=1.250, order;dur=0.010"."""
+    """Return {stage: milliseconds} from a Server-Timing value.
+
+    An example value: "score;dur=1.250, order;dur=0.010".
+    """
     stages: dict[str, float] = {}
     for entry in header.split(","):
         name, *parameters = (part.strip() for part in entry.split(";"))
@@ -189,7 +223,9 @@ class RankUser(FastHttpUser):
 
     def on_start(self) -> None:
         if WORKLOAD is None:
-            raise RuntimeError("no workload loaded; run this file with the locust command, which fires the init event")
+            raise RuntimeError(
+                "no workload loaded: run this file with the locust command, whose init event loads it"
+            )
         self.workload = WORKLOAD
         self.rng = random.Random()
 
@@ -200,7 +236,8 @@ class RankUser(FastHttpUser):
         count = self.rng.randint(options.min_candidates, options.max_candidates)
         product_ids = build_candidates(self.workload, query_index, count, self.rng)
         if options.send_titles:
-            candidates = [{"product_id": pid, "title": self.workload.titles[pid]} for pid in product_ids]
+            titles = self.workload.titles
+            candidates = [{"product_id": pid, "title": titles[pid]} for pid in product_ids]
         else:
             candidates = [{"product_id": pid} for pid in product_ids]
         body = {
@@ -214,8 +251,9 @@ class RankUser(FastHttpUser):
                 response.failure(f"status {response.status_code}: {(response.text or '')[:300]}")
                 return
             payload = response.json()
-            if len(payload.get("items", [])) != len(candidates):
-                response.failure(f"sent {len(candidates)} candidates, got {len(payload.get('items', []))} items back")
+            returned = len(payload.get("items", []))
+            if returned != len(candidates):
+                response.failure(f"sent {len(candidates)} candidates, got {returned} items back")
                 return
             DEGRADED_REASONS.update(payload.get("degraded_reasons", []))
             timing = response.headers.get("Server-Timing")

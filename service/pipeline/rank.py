@@ -6,6 +6,7 @@ is scored by exactly one bundle. CPU-bound steps run in a thread pool, off the e
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
@@ -81,8 +82,9 @@ class RankingPipeline:
             reasons.append(lookup.degraded_reason)
 
         loop = asyncio.get_running_loop()
+        submitted = time.perf_counter()
         scored = await loop.run_in_executor(
-            self.executor, score_candidates, bundle, query, candidates, lookup.features, timer
+            self.executor, score_candidates, bundle, query, candidates, lookup.features, timer, submitted
         )
         if scored.unknown_without_title:
             reasons.append(UNKNOWN_PRODUCT)
@@ -99,9 +101,20 @@ class RankingPipeline:
 
 
 def score_candidates(
-    bundle: Bundle, query: str, candidates: Sequence[Candidate], user: UserFeatures, timer: StageTimer
+    bundle: Bundle,
+    query: str,
+    candidates: Sequence[Candidate],
+    user: UserFeatures,
+    timer: StageTimer,
+    submitted: float | None = None,
 ) -> Scored:
-    """Run the CPU-bound stages; called in the inference thread pool."""
+    """Run the CPU-bound stages; called in the inference thread pool.
+
+    `submitted` is the perf_counter() time the request was handed to the pool; the wait until
+    a thread picked it up is recorded as the `queue_wait` stage.
+    """
+    if submitted is not None:
+        timer.record("queue_wait", time.perf_counter() - submitted)
     with timer.stage("encode_query"):
         query_embedding = bundle.encoder.embed([query])  # [1, d]
         context = QueryContext.from_query(query)

@@ -5,7 +5,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 # Pipeline stages, in order; the same names label metrics and Server-Timing entries.
-STAGES = ("user_features", "encode_query", "product_features", "score", "order")
+# `queue_wait` is the time a request waits for a free inference thread.
+STAGES = ("user_features", "queue_wait", "encode_query", "product_features", "score", "order")
 
 
 class StageTimer:
@@ -18,7 +19,10 @@ class StageTimer:
         try:
             yield
         finally:
-            self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - started
+            self.record(name, time.perf_counter() - started)
+
+    def record(self, name: str, seconds: float) -> None:
+        self.seconds[name] = self.seconds.get(name, 0.0) + seconds
 
     def server_timing(self) -> str:
         """Return the header value, durations in milliseconds as the standard requires."""

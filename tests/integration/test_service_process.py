@@ -135,7 +135,7 @@ def test_server_timing_header(service, held_out):
     response = service.client.post("/rank", json=rank_body(query, [p for p, _ in judged]))
     stages = [entry.split(";")[0].strip() for entry in response.headers["server-timing"].split(",")]
 
-    assert stages == ["user_features", "encode_query", "product_features", "score", "order"]
+    assert stages == ["user_features", "queue_wait", "encode_query", "product_features", "score", "order"]
 
 
 def test_same_request_same_order(service, held_out):
@@ -208,7 +208,7 @@ def test_metrics_show_stages(service, held_out):
 
     text = service.client.get("/metrics").text
 
-    for stage in ("user_features", "encode_query", "product_features", "score", "order"):
+    for stage in ("user_features", "queue_wait", "encode_query", "product_features", "score", "order"):
         assert f'ranker_stage_duration_seconds_bucket{{le="0.001",stage="{stage}"}}' in text
     assert "ranker_request_duration_seconds_count" in text
     assert 'ranker_degraded_responses_total{reason="user_not_found"}' in text
