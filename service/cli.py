@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from service.logging_setup import configure_logging
-from service.settings import Settings
+from service.settings import Settings, parse_redis_url
 
 logger = logging.getLogger("ranker")
 
@@ -127,6 +127,7 @@ def _add_store_options(parser: argparse.ArgumentParser, defaults: Settings) -> N
     )
     parser.add_argument(
         "--redis-url",
+        type=parse_redis_url,
         default=defaults.redis_url,
         help="Redis URL; 'none' serves user features from the bundle snapshot (default: %(default)s)",
     )
@@ -242,7 +243,7 @@ def run_up(args: argparse.Namespace) -> int:
 
     if args.retrain or read_current(args.models_dir) is None:
         logger.info(
-            "no bundle in %s yet: training one (a full run takes about 10 minutes on 2 cores)",
+            "no bundle in %s yet: training one (a full run took about 5 minutes on 2 cores)",
             args.models_dir,
         )
         export_bundle(train_run(args), args.models_dir, set_current=True)

@@ -8,6 +8,13 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
+def parse_redis_url(value: str | None) -> str | None:
+    """Return None for an empty value, "none" or "off" (no Redis), else the URL."""
+    if value is None or value.strip().lower() in ("", "none", "off"):
+        return None
+    return value.strip()
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="RANKER_", extra="ignore")
 
@@ -52,9 +59,7 @@ class Settings(BaseSettings):
     @field_validator("redis_url")
     @classmethod
     def _none_means_no_redis(cls, value: str | None) -> str | None:
-        if value is None or value.strip().lower() in ("", "none", "off"):
-            return None
-        return value.strip()
+        return parse_redis_url(value)
 
     def masked_redis_url(self) -> str | None:
         """Return the Redis URL with any password replaced, for logs and /ready."""
