@@ -61,6 +61,12 @@ class Metrics:
             ["reason"],
             registry=r,
         )
+        self.query_cache = Counter(
+            "ranker_query_cache_requests_total",
+            "Query embedding cache lookups by result.",
+            ["result"],
+            registry=r,
+        )
         self.bundle_info = Gauge(
             "ranker_bundle_info", "The bundle being served (value 1).", ["version"], registry=r
         )

@@ -44,6 +44,11 @@ class Settings(BaseSettings):
         description="ONNX Runtime threads per session. More than the cores per worker makes threads fight.",
     )
     inference_workers: int = Field(1, ge=1, description="Threads that run inference off the event loop.")
+    query_cache_size: int = Field(
+        100_000,
+        ge=0,
+        description="Query embeddings kept in memory (about 1.6 KB each); 0 turns the cache off.",
+    )
     max_candidates: int = Field(1000, ge=1, description="Largest candidate list one request may send.")
     max_query_chars: int = Field(
         1024,

@@ -1,6 +1,7 @@
 """Feature matrices for logged sessions, built with the serving feature builder."""
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -99,3 +100,15 @@ def build_ranking_set(
         human_relevance=np.concatenate(parts["h"]),
         positions=np.concatenate(parts["pos"]),
     )
+
+
+def save_ranking_set(data: RankingSet, query_texts: list[str], path: Path) -> None:
+    """Save a set with the normalized query text of every query row, so that a bundle's own
+    encoder can embed the queries again."""
+    np.savez(path, query_texts=np.array(query_texts, dtype=str), **asdict(data))
+
+
+def load_ranking_set(path: Path) -> tuple[RankingSet, list[str]]:
+    arrays = np.load(path, allow_pickle=False)
+    data = RankingSet(**{f.name: arrays[f.name] for f in fields(RankingSet)})
+    return data, [str(q) for q in arrays["query_texts"]]

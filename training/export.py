@@ -37,6 +37,7 @@ from service.features.builder import CATEGORICAL_FEATURES, CONTINUOUS_FEATURES
 from service.features.user import USER_SCHEMA_VERSION
 from training.model.mmoe import SERVED_TASKS, TASKS, ranker_from_checkpoint
 from training.onnx_export import export_ranker
+from training.quantize import quality_change, quantize_models
 
 logger = logging.getLogger(__name__)
 # Largest allowed |ONNX - PyTorch| of a task probability at export.
@@ -44,8 +45,17 @@ RANKER_PARITY_TOLERANCE = 1e-4
 PARITY_BATCHES = (1, 7, 64, 300)
 
 
-def export_bundle(run_dir: Path, models_dir: Path, set_current: bool = True) -> str:
-    """Write a bundle from `run_dir` into `models_dir` and return its version."""
+PRECISIONS = ("fp32", "int8")
+
+
+def export_bundle(run_dir: Path, models_dir: Path, set_current: bool = True, precision: str = "fp32") -> str:
+    """Write a bundle from `run_dir` into `models_dir` and return its version.
+
+    With precision "int8" the encoder and ranker are quantized (see training/quantize.py) and
+    the change in held-out ranking quality is recorded in the manifest under "quantization".
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision {precision!r} is not one of {PRECISIONS}")
     run_dir, models_dir = Path(run_dir), Path(models_dir)
     models_dir.mkdir(parents=True, exist_ok=True)
     version = time.strftime("%Y%m%d-%H%M%S") + "-" + run_dir.name.removeprefix("run-").replace("-", "")[-6:]
@@ -54,7 +64,7 @@ def export_bundle(run_dir: Path, models_dir: Path, set_current: bool = True) -> 
         shutil.rmtree(staging)
     staging.mkdir()
     try:
-        _write_bundle(run_dir, staging, version)
+        _write_bundle(run_dir, staging, version, precision)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -67,7 +77,7 @@ def export_bundle(run_dir: Path, models_dir: Path, set_current: bool = True) -> 
     return version
 
 
-def _write_bundle(run_dir: Path, staging: Path, version: str) -> None:
+def _write_bundle(run_dir: Path, staging: Path, version: str, precision: str) -> None:
     logger.info("export 1/4: ranker to ONNX")
     checkpoint = torch.load(run_dir / "model.pt", weights_only=False)
     model = ranker_from_checkpoint(checkpoint)
@@ -85,8 +95,19 @@ def _write_bundle(run_dir: Path, staging: Path, version: str) -> None:
     shutil.copy(run_dir / "interaction_stats.json", staging / "interaction_stats.json")
     shutil.copy(run_dir / "users.jsonl", staging / "users.jsonl")
 
+    quantization = None
+    if precision == "int8":
+        logger.info("export 3b/4: int8 quantization and its effect on the test lists")
+        quantize_models(staging)
+        max_query_tokens = json.loads((run_dir / "config.json").read_text())["max_query_tokens"]
+        quantization = quality_change(run_dir, staging, artifacts["fusion"]["weights"], max_query_tokens)
+        for fp32_model in staging.glob("*.fp32.onnx"):
+            fp32_model.unlink()
+
     logger.info("export 4/4: manifest and checksums")
     manifest = _manifest(version, run_dir, staging, checkpoint, artifacts["fusion"], parity)
+    manifest["precision"] = precision
+    manifest["quantization"] = quantization
     (staging / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2, default=float))
 
 

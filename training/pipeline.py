@@ -12,6 +12,7 @@ Everything the export step needs is written to the run folder:
     artifacts.json       vocabularies and fusion weights
     interaction_stats.json  debiased CTR per product and per (query, product), from history sessions
     split.json           the train, validation and test queries
+    test_set.npz         the held-out test lists' features, for checking an exported bundle
     users.jsonl          user feature records (what goes to Redis)
     interactions.csv.gz  the simulated interaction log
 """
@@ -39,7 +40,7 @@ from training import aggregates
 from training.config import TrainConfig
 from training.data.adapters import Judgements, load_source
 from training.data.splits import split_queries
-from training.dataset import RankingSet, build_ranking_set
+from training.dataset import RankingSet, build_ranking_set, save_ranking_set
 from training.evaluation import ranking_report
 from training.fusion_search import search_fusion_weights
 from training.labels import relevance_grades
@@ -157,6 +158,7 @@ def run_training(config: TrainConfig, output_dir: Path) -> Path:
         name: build_ranking_set(log, _request_ids(log, name), description=f"features {name}", **build)
         for name in ("validation", "test")
     }
+    save_ranking_set(sets["test"], catalog.query_texts, run_dir / "test_set.npz")
 
     model = MMoERanker(
         config.model,

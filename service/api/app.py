@@ -16,6 +16,7 @@ from service.api.errors import install_error_handlers
 from service.api.routes import new_request_id, router
 from service.api.state import AppState
 from service.engines.bundle import WARMUP_QUERIES, Bundle, load_bundle
+from service.engines.query_cache import QueryEmbeddingCache
 from service.engines.user_store import RedisUserStore, SnapshotUserStore, UserStore
 from service.features.user import UserFeatures
 from service.metrics import Metrics
@@ -45,7 +46,8 @@ def create_app(settings: Settings, bundle: Bundle | None = None, store: UserStor
         state.metrics.feature_source_info.labels(source=state.store.kind).set(1)
         state.bundle = loaded
         state.metrics.set_bundle(loaded.version, loaded.providers)
-        state.pipeline = RankingPipeline(state.store, state.executor, state.current_bundle)
+        cache = QueryEmbeddingCache(settings.query_cache_size)
+        state.pipeline = RankingPipeline(state.store, state.executor, state.current_bundle, cache)
         # Objects made at start-up live as long as the process: keep the collector off them.
         gc.collect()
         gc.freeze()

@@ -73,6 +73,7 @@ def _record(state: AppState, result: RankResult, seconds: float) -> None:
         metrics.stage_duration.labels(stage=stage).observe(stage_seconds)
     for reason in result.degraded_reasons:
         metrics.degraded.labels(reason=reason).inc()
+    metrics.query_cache.labels(result="hit" if result.query_cache_hit else "miss").inc()
 
 
 def _response_body(request_id: str, result: RankResult) -> dict:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from service.engines.bundle import Bundle
+from service.engines.query_cache import QueryEmbeddingCache
 from service.engines.user_store import UserLookup, UserStore
 from service.features.attributes import ProductAttributes, describe_product
 from service.features.builder import CATEGORICAL_FEATURES, CONTINUOUS_FEATURES, QueryContext, build_features
@@ -47,6 +48,7 @@ class RankResult:
     items: list[RankedItem]
     degraded_reasons: list[str]
     timer: StageTimer
+    query_cache_hit: bool = False
 
 
 @dataclass(frozen=True)
@@ -56,13 +58,21 @@ class Scored:
     categorical: np.ndarray
     continuous: np.ndarray
     unknown_without_title: int
+    query_cache_hit: bool = False
 
 
 class RankingPipeline:
-    def __init__(self, store: UserStore, executor: Executor, current_bundle: Callable[[], Bundle]) -> None:
+    def __init__(
+        self,
+        store: UserStore,
+        executor: Executor,
+        current_bundle: Callable[[], Bundle],
+        query_cache: QueryEmbeddingCache | None = None,
+    ) -> None:
         self.store = store
         self.executor = executor
         self.current_bundle = current_bundle
+        self.query_cache = query_cache
 
     async def rank(
         self,
@@ -84,14 +94,22 @@ class RankingPipeline:
         loop = asyncio.get_running_loop()
         submitted = time.perf_counter()
         scored = await loop.run_in_executor(
-            self.executor, score_candidates, bundle, query, candidates, lookup.features, timer, submitted
+            self.executor,
+            score_candidates,
+            bundle,
+            query,
+            candidates,
+            lookup.features,
+            timer,
+            submitted,
+            self.query_cache,
         )
         if scored.unknown_without_title:
             reasons.append(UNKNOWN_PRODUCT)
 
         with timer.stage("order"):
             items = order_candidates(bundle, candidates, scored, top_k, explain)
-        return RankResult(bundle.version, items, reasons, timer)
+        return RankResult(bundle.version, items, reasons, timer, scored.query_cache_hit)
 
     async def fetch_user(self, user_id: str | None) -> UserLookup:
         """Anonymous requests get default features without a degraded flag: nothing failed."""
@@ -107,6 +125,7 @@ def score_candidates(
     user: UserFeatures,
     timer: StageTimer,
     submitted: float | None = None,
+    query_cache: QueryEmbeddingCache | None = None,
 ) -> Scored:
     """Run the CPU-bound stages; called in the inference thread pool.
 
@@ -116,8 +135,8 @@ def score_candidates(
     if submitted is not None:
         timer.record("queue_wait", time.perf_counter() - submitted)
     with timer.stage("encode_query"):
-        query_embedding = bundle.encoder.embed([query])  # [1, d]
         context = QueryContext.from_query(query)
+        query_embedding, cache_hit = embed_query(bundle, context.normalized, query_cache)  # [1, d]
 
     with timer.stage("product_features"):
         product_ids = [c.product_id for c in candidates]
@@ -130,7 +149,24 @@ def score_candidates(
     with timer.stage("score"):
         probabilities = bundle.ranker.score(categorical, continuous, queries, embeddings)
         scores = fuse_scores(probabilities, bundle.ranker.tasks, bundle.fusion_weights)
-    return Scored(probabilities, scores, categorical, continuous, unknown_without_title)
+    return Scored(probabilities, scores, categorical, continuous, unknown_without_title, cache_hit)
+
+
+def embed_query(
+    bundle: Bundle, normalized_query: str, cache: QueryEmbeddingCache | None
+) -> tuple[np.ndarray, bool]:
+    """Return the query embedding [1, d] and whether it came from the cache.
+
+    The normalized text is embedded, as in training, so that "Drill " and "drill" share an entry.
+    """
+    if cache is not None:
+        cached = cache.get(bundle.version, normalized_query)
+        if cached is not None:
+            return cached, True
+    embedding = bundle.encoder.embed([normalized_query])
+    if cache is not None:
+        cache.put(bundle.version, normalized_query, embedding)
+    return embedding, False
 
 
 def gather_products(

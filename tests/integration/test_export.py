@@ -170,3 +170,38 @@ def test_feature_schema_mismatch_rejected(bundle_dir, tmp_path):
 def test_no_current_bundle_message(tmp_path):
     with pytest.raises(BundleError, match="ranker up"):
         load_bundle(tmp_path, None, "cpu", 1)
+
+
+@pytest.fixture(scope="module")
+def int8_bundle_dir(trained_run, tmp_path_factory) -> Path:
+    from training.export import export_bundle
+
+    models = tmp_path_factory.mktemp("int8_models")
+    version = export_bundle(trained_run, models, set_current=True, precision="int8")
+    return models / version
+
+
+def test_int8_manifest_records_quality(int8_bundle_dir):
+    manifest = json.loads((int8_bundle_dir / "manifest.json").read_text())
+    quantization = manifest["quantization"]
+
+    assert manifest["precision"] == "int8"
+    assert quantization["query_cosine"] > 0.98
+    assert abs(quantization["delta"]["ndcg@10"]) < 0.02
+    assert quantization["test_fp32"]["lists"] == quantization["test_int8"]["lists"]
+
+
+def test_int8_bundle_smaller_and_clean(bundle_dir, int8_bundle_dir):
+    fp32_size = (bundle_dir / "encoder.onnx").stat().st_size
+    int8_size = (int8_bundle_dir / "encoder.onnx").stat().st_size
+
+    assert int8_size < fp32_size / 3
+    assert list(int8_bundle_dir.glob("*.fp32.onnx")) == []
+
+
+def test_int8_bundle_loads_and_ranks(int8_bundle_dir):
+    bundle = load_bundle(int8_bundle_dir.parent, int8_bundle_dir.name, "cpu", 1)
+    fp32_like = bundle.encoder.embed(["cordless drill"])
+
+    assert fp32_like.shape == (1, 384)
+    assert abs(float(np.linalg.norm(fp32_like)) - 1.0) < 1e-3

@@ -7,8 +7,10 @@ import numpy as np
 import pytest
 
 from service.engines.bundle import load_bundle
+from service.engines.query_cache import QueryEmbeddingCache
 from service.engines.user_store import SnapshotUserStore
 from service.pipeline.rank import UNKNOWN_PRODUCT, Candidate, RankingPipeline
+from service.pipeline.timing import STAGES
 
 
 @pytest.fixture(scope="module")
@@ -130,11 +132,19 @@ def test_explain_lists_features(pipeline, bundle):
 def test_stage_timings_recorded(pipeline, bundle):
     result = rank(pipeline, "drill", some_products(bundle, 3))
 
-    assert list(result.timer.seconds) == [
-        "user_features",
-        "encode_query",
-        "product_features",
-        "score",
-        "order",
-    ]
+    assert list(result.timer.seconds) == list(STAGES)
     assert all(seconds >= 0 for seconds in result.timer.seconds.values())
+
+
+def test_query_cache_hit_same_scores(bundle):
+    executor = ThreadPoolExecutor(max_workers=1)
+    cached = RankingPipeline(SnapshotUserStore({}), executor, lambda: bundle, QueryEmbeddingCache(10))
+    candidates = some_products(bundle, 20)
+
+    first = rank(cached, "Cordless  Drill", candidates)
+    second = rank(cached, "cordless drill", candidates)
+    executor.shutdown()
+
+    assert first.query_cache_hit is False
+    assert second.query_cache_hit is True
+    assert [i.score for i in first.items] == [i.score for i in second.items]
