@@ -13,6 +13,10 @@ logger = logging.getLogger("ranker")
 
 
 def main(argv: list[str] | None = None) -> int:
+    # One BLAS thread: numpy's pool and ONNX Runtime's threads otherwise compete for the same
+    # cores. Set before numpy is first imported, and inherited by uvicorn's worker processes.
+    for variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(variable, "1")
     parser = build_parser()
     args = parser.parse_args(argv)
     configure_logging(os.environ.get("RANKER_LOG_LEVEL", "INFO"), os.environ.get("RANKER_LOG_FORMAT", "text"))
@@ -68,6 +72,29 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="start the HTTP service")
     _add_serve_options(serve, defaults)
     serve.set_defaults(handler=run_serve)
+
+    bench = commands.add_parser(
+        "bench", help="measure each stage in process and the whole HTTP call under load; prints a table"
+    )
+    _add_store_options(bench, defaults)
+    bench.add_argument(
+        "--data-dir",
+        type=Path,
+        default=Path(os.environ.get("RANKER_DATA_DIR", "data")),
+        help="folder with home-depot/train.csv.zip, for real queries "
+        "(default: $RANKER_DATA_DIR or %(default)s)",
+    )
+    bench.add_argument(
+        "--requests", type=int, default=2000, help="requests per HTTP scenario (default: %(default)s)"
+    )
+    bench.add_argument(
+        "--floor-repeats", type=int, default=300, help="calls per stage for the floors (default: %(default)s)"
+    )
+    bench.add_argument("--port", type=int, default=8765, help="port of the service the benchmark starts")
+    bench.add_argument(
+        "--output", type=Path, default=Path("reports/bench"), help="where bench.json and latency.png go"
+    )
+    bench.set_defaults(handler=run_bench)
 
     up = commands.add_parser(
         "up", help="train and export a bundle unless one exists, load user features into Redis, then serve"
@@ -248,6 +275,23 @@ def run_serve(args: argparse.Namespace) -> int:
         log_config=None,
         access_log=False,
     )
+    return 0
+
+
+def run_bench(args: argparse.Namespace) -> int:
+    from service.benchmark.run import BenchOptions, format_report, run_benchmark
+
+    options = BenchOptions(
+        models_dir=args.models_dir,
+        data_dir=args.data_dir,
+        redis_url=args.redis_url,
+        requests=args.requests,
+        floor_repeats=args.floor_repeats,
+        output_dir=args.output,
+        port=args.port,
+    )
+    print(format_report(run_benchmark(options)))
+    logger.info("wrote %s and %s", args.output / "bench.json", args.output / "latency.png")
     return 0
 
 

@@ -11,9 +11,9 @@ category are inferred:
 
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from service.features.text import is_number_token, tokenize
+from service.features.text import PREFIX_LENGTH, is_number_token, tokenize
 
 UNKNOWN_BRAND = "<unknown>"
 OTHER_CATEGORY = "other"
@@ -165,6 +165,20 @@ class ProductAttributes:
     title_tokens: tuple[str, ...]
     title_token_count: int
     title_number_count: int
+    # Derived once per product instead of once per request: the feature builder's set operations.
+    token_set: frozenset[str] = field(init=False, repr=False, compare=False)
+    token_prefixes: frozenset[str] = field(init=False, repr=False, compare=False)
+    padded_title: str = field(init=False, repr=False, compare=False)
+    brand_tokens: frozenset[str] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # object.__setattr__ because the dataclass is frozen.
+        object.__setattr__(self, "token_set", frozenset(self.title_tokens))
+        object.__setattr__(self, "token_prefixes", frozenset(t[:PREFIX_LENGTH] for t in self.title_tokens))
+        # Spaces at both ends, so that a phrase matches whole tokens only ("saw" not in "sawhorse").
+        object.__setattr__(self, "padded_title", f" {' '.join(self.title_tokens)} ")
+        brand = frozenset() if self.brand == UNKNOWN_BRAND else frozenset(self.brand.split())
+        object.__setattr__(self, "brand_tokens", brand)
 
 
 class BrandVocabulary:

@@ -16,9 +16,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from service.features.attributes import CATEGORIES, UNKNOWN_BRAND, ProductAttributes
+from service.features.attributes import CATEGORIES, ProductAttributes
 from service.features.interactions import InteractionStats
-from service.features.text import is_number_token, normalize_text, tokenize
+from service.features.text import PREFIX_LENGTH, is_number_token, normalize_text, tokenize
 from service.features.user import SEGMENTS, UserFeatures
 
 CATEGORICAL_FEATURES: tuple[str, ...] = ("product_brand", "product_category", "user_segment")
@@ -52,10 +52,6 @@ CONTINUOUS_FEATURES: tuple[str, ...] = (
     "user_brand_affinity",
 )
 
-# Prefix length for loose matching of plural and truncated forms ("drills" matches "drill",
-# "galv" matches "galvanized").
-PREFIX_LENGTH = 4
-
 
 @dataclass(frozen=True)
 class Vocabularies:
@@ -87,6 +83,7 @@ class QueryContext:
     token_set: frozenset[str]
     prefixes: frozenset[str]
     numbers: frozenset[str]
+    padded_phrase: str  # the tokens joined, with a space at both ends
 
     @classmethod
     def from_query(cls, query: str) -> "QueryContext":
@@ -97,6 +94,7 @@ class QueryContext:
             token_set=frozenset(tokens),
             prefixes=frozenset(token[:PREFIX_LENGTH] for token in tokens),
             numbers=frozenset(token for token in tokens if is_number_token(token)),
+            padded_phrase=f" {' '.join(tokens)} ",
         )
 
 
@@ -109,48 +107,50 @@ def build_features(
     vocabularies: Vocabularies,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Return (categorical [n, 3] int64, continuous [n, 21] float32) for n candidates."""
-    n = len(products)
-    categorical = np.zeros((n, len(CATEGORICAL_FEATURES)), dtype=np.int64)
-    continuous = np.zeros((n, len(CONTINUOUS_FEATURES)), dtype=np.float32)
     segment_id = vocabularies.segments.get(user.segment, 0)
     user_row = _user_values(user)
+    # Rows are collected as tuples and converted once: one numpy call instead of one per row.
+    categorical_rows, continuous_rows = [], []
 
-    for row, (product_id, product) in enumerate(zip(product_ids, products, strict=True)):
-        categorical[row] = (
-            vocabularies.brands.get(product.brand, 0),
-            vocabularies.categories.get(product.category, 0),
-            segment_id,
+    for product_id, product in zip(product_ids, products, strict=True):
+        categorical_rows.append(
+            (
+                vocabularies.brands.get(product.brand, 0),
+                vocabularies.categories.get(product.category, 0),
+                segment_id,
+            )
         )
-        continuous[row] = (
-            *_text_values(query, product),
-            math.log1p(product.title_token_count),
-            product.title_number_count,
-            *stats.product_features(product_id),
-            *stats.pair_features(query.normalized, product_id),
-            *user_row,
-            user.category_affinity.get(product.category, 0.0),
-            user.brand_affinity.get(product.brand, 0.0),
+        continuous_rows.append(
+            (
+                *_text_values(query, product),
+                math.log1p(product.title_token_count),
+                product.title_number_count,
+                *stats.product_features(product_id),
+                *stats.pair_features(query.normalized, product_id),
+                *user_row,
+                user.category_affinity.get(product.category, 0.0),
+                user.brand_affinity.get(product.brand, 0.0),
+            )
         )
+    categorical = np.array(categorical_rows, dtype=np.int64).reshape(-1, len(CATEGORICAL_FEATURES))
+    continuous = np.array(continuous_rows, dtype=np.float32).reshape(-1, len(CONTINUOUS_FEATURES))
     return categorical, continuous
 
 
 def _text_values(query: QueryContext, product: ProductAttributes) -> tuple[float, ...]:
-    title = frozenset(product.title_tokens)
+    title = product.token_set
     shared = len(query.token_set & title)
     query_count = max(len(query.token_set), 1)
     union = len(query.token_set | title) or 1
-    title_prefixes = {token[:PREFIX_LENGTH] for token in title}
-    # Padded with spaces so that the phrase matches whole tokens only ("saw" is not in "sawhorse").
-    title_text = f" {' '.join(product.title_tokens)} "
     return (
         math.log1p(len(query.tokens)),
         shared / query_count,
         shared / max(len(title), 1),
         shared / union,
-        float(bool(query.tokens) and f" {' '.join(query.tokens)} " in title_text),
-        len(query.prefixes & title_prefixes) / max(len(query.prefixes), 1),
+        float(bool(query.tokens) and query.padded_phrase in product.padded_title),
+        len(query.prefixes & product.token_prefixes) / max(len(query.prefixes), 1),
         len(query.numbers & title) / len(query.numbers) if query.numbers else 0.0,
-        float(product.brand != UNKNOWN_BRAND and set(product.brand.split()) <= query.token_set),
+        float(bool(product.brand_tokens) and product.brand_tokens <= query.token_set),
     )
 
 

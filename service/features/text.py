@@ -3,6 +3,10 @@
 import re
 import unicodedata
 
+# Prefix length for loose matching of plural and truncated forms ("drills" matches "drill",
+# "galv" matches "galvanized").
+PREFIX_LENGTH = 4
+
 _TOKEN = re.compile(r"[a-z0-9]+(?:[.'/-][a-z0-9]+)*")
 _NUMBER = re.compile(r"\d")
 

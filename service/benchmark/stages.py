@@ -1,0 +1,123 @@
+"""Each stage of a /rank call measured alone, in process: the floor the service can approach."""
+
+import asyncio
+import time
+from collections.abc import Callable
+
+import numpy as np
+import orjson
+
+from service.engines.bundle import Bundle
+from service.engines.user_store import RedisUserStore
+from service.features.builder import QueryContext, build_features
+from service.features.user import UserFeatures
+from service.pipeline.fusion import fuse_scores
+from service.pipeline.rank import Candidate, gather_products
+
+# Stages measured alone; their p50s sum to the floor of one request.
+FLOOR_STAGES = (
+    "tokenize",
+    "encode_query",
+    "redis_get",
+    "gather_products",
+    "build_features",
+    "ranker",
+    "fuse_and_sort",
+    "json_response",
+)
+
+
+def _timed(function: Callable[[], object], repeats: int) -> np.ndarray:
+    """Return the seconds of each of `repeats` calls, after 5 warm-up calls."""
+    for _ in range(5):
+        function()
+    seconds = np.empty(repeats)
+    for i in range(repeats):
+        started = time.perf_counter()
+        function()
+        seconds[i] = time.perf_counter() - started
+    return seconds
+
+
+def measure_stage_floors(
+    bundle: Bundle, queries: list[str], n_candidates: int, redis_url: str | None, repeats: int
+) -> dict[str, np.ndarray]:
+    """Return seconds per call of each stage for one request of `n_candidates` candidates."""
+    rng = np.random.default_rng(0)
+    product_ids = list(bundle.catalog.index)
+    candidates = [
+        Candidate(product_ids[i]) for i in rng.choice(len(product_ids), n_candidates, replace=False)
+    ]
+    user = next(iter(bundle.user_snapshot.values()), UserFeatures())
+    query = queries[0]
+    context = QueryContext.from_query(query)
+    attributes, embeddings, _ = gather_products(bundle, candidates)
+    categorical, continuous = build_features(
+        user, context, [c.product_id for c in candidates], attributes, bundle.stats, bundle.vocabularies
+    )
+    query_embeddings = np.repeat(bundle.encoder.embed([query]), n_candidates, axis=0)
+    probabilities = bundle.ranker.score(categorical, continuous, query_embeddings, embeddings)
+    counter = iter(range(10**9))
+
+    def encode_new_query() -> None:
+        # A different query each call, so no cache anywhere can help.
+        bundle.encoder.embed([f"{queries[next(counter) % len(queries)]}"])
+
+    def fuse_and_sort() -> None:
+        scores = fuse_scores(probabilities, bundle.ranker.tasks, bundle.fusion_weights)
+        sorted(range(n_candidates), key=lambda i: (-scores[i], candidates[i].product_id))
+
+    body = {
+        "items": [
+            {
+                "product_id": c.product_id,
+                "rank": i,
+                "score": -1.5,
+                "task_scores": {"click": 0.3, "add_to_cart": 0.1, "purchase": 0.05},
+            }
+            for i, c in enumerate(candidates)
+        ]
+    }
+    floors = {
+        "tokenize": _timed(lambda: bundle.encoder.tokenize([query]), repeats),
+        "encode_query": _timed(encode_new_query, repeats),
+        "gather_products": _timed(lambda: gather_products(bundle, candidates), repeats),
+        "build_features": _timed(
+            lambda: build_features(
+                user,
+                context,
+                [c.product_id for c in candidates],
+                attributes,
+                bundle.stats,
+                bundle.vocabularies,
+            ),
+            repeats,
+        ),
+        "ranker": _timed(
+            lambda: bundle.ranker.score(categorical, continuous, query_embeddings, embeddings), repeats
+        ),
+        "fuse_and_sort": _timed(fuse_and_sort, repeats),
+        "json_response": _timed(lambda: orjson.dumps(body), repeats),
+    }
+    floors["redis_get"] = _redis_floor(redis_url, next(iter(bundle.user_snapshot), "anonymous"), repeats)
+    return {name: floors[name] for name in FLOOR_STAGES if name in floors and floors[name] is not None}
+
+
+def _redis_floor(redis_url: str | None, user_id: str, repeats: int) -> np.ndarray | None:
+    """Time one user-record GET and decode through the service's own store; None without Redis."""
+    if redis_url is None:
+        return None
+
+    async def run() -> np.ndarray:
+        store = RedisUserStore(redis_url, "ranker", 1.0)
+        seconds = np.empty(repeats)
+        for _ in range(5):
+            await store.lookup(user_id)
+        for i in range(repeats):
+            started = time.perf_counter()
+            await store.lookup(user_id)
+            seconds[i] = time.perf_counter() - started
+        await store.close()
+        return seconds
+
+    return asyncio.run(run())
