@@ -9,6 +9,8 @@ the int8 encoder at serving time.
 
 import logging
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -32,13 +34,25 @@ def quantize_models(staging: Path) -> None:
         source = staging / f"{name}.onnx"
         fp32 = staging / f"{name}.fp32.onnx"
         shutil.move(source, fp32)
-        quantize_dynamic(fp32, source, per_channel=per_channel, weight_type=QuantType.QInt8)
+        with _root_logging_at(logging.WARNING):
+            quantize_dynamic(fp32, source, per_channel=per_channel, weight_type=QuantType.QInt8)
         logger.info(
             "quantized %s to int8: %.1f MB -> %.1f MB",
             name,
             fp32.stat().st_size / 1e6,
             source.stat().st_size / 1e6,
         )
+
+
+@contextmanager
+def _root_logging_at(level: int) -> Iterator[None]:
+    """Raise the root logger's level for a while: the quantizer logs one INFO line per tensor."""
+    previous = logging.root.level
+    logging.root.setLevel(level)
+    try:
+        yield
+    finally:
+        logging.root.setLevel(previous)
 
 
 def quality_change(
@@ -49,7 +63,13 @@ def quality_change(
     Returns the test metrics of both, their difference, and the mean cosine similarity of fp32
     and int8 query embeddings. Expects `<name>.fp32.onnx` beside the int8 `<name>.onnx`.
     """
-    data, query_texts = load_ranking_set(run_dir / "test_set.npz")
+    test_set = run_dir / "test_set.npz"
+    if not test_set.is_file():
+        raise FileNotFoundError(
+            f"{test_set} not found: int8 export measures quality on the run's test lists, which runs "
+            "trained before this version did not save. Train again, or export with --precision fp32."
+        )
+    data, query_texts = load_ranking_set(test_set)
     product_embeddings = np.load(staging / "product_embeddings.npy")
     queries = sorted(set(data.query_rows.tolist()))
     texts = [query_texts[i] for i in queries]
