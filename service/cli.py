@@ -6,8 +6,11 @@ import os
 import sys
 from pathlib import Path
 
+from pydantic import ValidationError
+from redis.exceptions import RedisError
+
 from service.logging_setup import configure_logging
-from service.settings import Settings, parse_redis_url
+from service.settings import Settings, mask_url, parse_redis_url
 
 logger = logging.getLogger("ranker")
 
@@ -17,7 +20,14 @@ def main(argv: list[str] | None = None) -> int:
     # cores. Set before numpy is first imported, and inherited by uvicorn's worker processes.
     for variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ.setdefault(variable, "1")
-    parser = build_parser()
+    try:
+        parser = build_parser()
+    except ValidationError as error:
+        problems = "; ".join(
+            f"RANKER_{'_'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in error.errors()
+        )
+        print(f"ranker: invalid setting in the environment: {problems}", file=sys.stderr)
+        return 2
     args = parser.parse_args(argv)
     configure_logging(os.environ.get("RANKER_LOG_LEVEL", "INFO"), os.environ.get("RANKER_LOG_FORMAT", "text"))
     try:
@@ -27,6 +37,20 @@ def main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, ValueError, RuntimeError) as error:
         logger.error("%s", error)
         return 2
+    except (RedisError, OSError) as error:
+        logger.error("Redis request failed: %s; check --redis-url and that the server is running", error)
+        return 2
+
+
+def positive_int(text: str) -> int:
+    """Parse a count that must be at least 1, with an argparse error otherwise."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid integer: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not a positive integer")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -63,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     load.add_argument(
         "--batch-size",
-        type=int,
+        type=positive_int,
         default=1000,
         help="SET commands per pipelined round trip (default: %(default)s)",
     )
@@ -85,10 +109,16 @@ def build_parser() -> argparse.ArgumentParser:
         "(default: $RANKER_DATA_DIR or %(default)s)",
     )
     bench.add_argument(
-        "--requests", type=int, default=2000, help="requests per HTTP scenario (default: %(default)s)"
+        "--requests",
+        type=positive_int,
+        default=2000,
+        help="requests per HTTP scenario (default: %(default)s)",
     )
     bench.add_argument(
-        "--floor-repeats", type=int, default=300, help="calls per stage for the floors (default: %(default)s)"
+        "--floor-repeats",
+        type=positive_int,
+        default=300,
+        help="calls per stage for the floors (default: %(default)s)",
     )
     bench.add_argument("--port", type=int, default=8765, help="port of the service the benchmark starts")
     bench.add_argument(
@@ -134,13 +164,18 @@ def _add_train_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--max-queries",
-        type=int,
+        type=positive_int,
         default=None,
         help="train on this many queries drawn with the seed (default: all)",
     )
-    parser.add_argument("--users", type=int, default=2000, help="simulated users (default: %(default)s)")
     parser.add_argument(
-        "--epochs", type=int, default=12, help="maximum training epochs; early stopping may end sooner"
+        "--users", type=positive_int, default=2000, help="simulated users (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--epochs",
+        type=positive_int,
+        default=12,
+        help="maximum training epochs; early stopping may end sooner",
     )
     parser.add_argument("--seed", type=int, default=7, help="seed of the split, the simulation and training")
     parser.add_argument(
@@ -153,7 +188,10 @@ def _add_train_options(parser: argparse.ArgumentParser) -> None:
         "--runs-dir", type=Path, default=Path("runs"), help="where run folders go (default: %(default)s)"
     )
     parser.add_argument(
-        "--threads", type=int, default=os.cpu_count() or 1, help="torch and ONNX Runtime threads for training"
+        "--threads",
+        type=positive_int,
+        default=os.cpu_count() or 1,
+        help="torch and ONNX Runtime threads for training",
     )
 
 
@@ -182,7 +220,10 @@ def _add_serve_options(parser: argparse.ArgumentParser, defaults: Settings) -> N
     parser.add_argument("--host", default=defaults.host, help="bind address (default: %(default)s)")
     parser.add_argument("--port", type=int, default=defaults.port, help="TCP port (default: %(default)s)")
     parser.add_argument(
-        "--workers", type=int, default=defaults.workers, help="worker processes (default: %(default)s)"
+        "--workers",
+        type=positive_int,
+        default=defaults.workers,
+        help="worker processes (default: %(default)s)",
     )
     parser.add_argument(
         "--bundle-version", default=defaults.bundle_version, help="serve this bundle instead of CURRENT"
@@ -220,6 +261,11 @@ def train_run(args: argparse.Namespace) -> Path:
 def run_export(args: argparse.Namespace) -> int:
     from training.export import export_bundle
 
+    if not (Path(args.run) / "model.pt").is_file():
+        raise FileNotFoundError(
+            f"{args.run} is not a finished run folder (no model.pt); pass the folder `ranker train` printed"
+        )
+
     print(
         export_bundle(
             args.run, args.models_dir, set_current=not args.no_set_current, precision=args.precision
@@ -244,6 +290,12 @@ def run_load_features(args: argparse.Namespace) -> int:
 
 def run_serve(args: argparse.Namespace) -> int:
     import uvicorn
+
+    from service.engines.bundle import resolve_version
+    from service.engines.manifest import read_manifest
+
+    # Fail here with one clear line rather than inside uvicorn's start-up with a traceback.
+    read_manifest(Path(args.models_dir) / resolve_version(args.models_dir, args.bundle_version))
 
     overrides = {
         "models_dir": args.models_dir,
@@ -303,7 +355,7 @@ def run_up(args: argparse.Namespace) -> int:
 
     if args.retrain or read_current(args.models_dir) is None:
         logger.info(
-            "no bundle in %s yet: training one (a full run took about 5 minutes on 2 cores)",
+            "training a new bundle for %s (a full run took about 5 minutes on 2 cores)",
             args.models_dir,
         )
         export_bundle(train_run(args), args.models_dir, set_current=True, precision=args.precision)
@@ -317,7 +369,7 @@ def run_up(args: argparse.Namespace) -> int:
             logger.warning(
                 "could not load user features into Redis at %s (%s); serving continues, "
                 "users will be ranked with default features until Redis has their records",
-                args.redis_url,
+                mask_url(args.redis_url),
                 error,
             )
     return run_serve(args)

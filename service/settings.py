@@ -50,6 +50,17 @@ class Settings(BaseSettings):
         description="Query embeddings kept in memory (about 1.6 KB each); 0 turns the cache off.",
     )
     max_candidates: int = Field(1000, ge=1, description="Largest candidate list one request may send.")
+    max_body_bytes: int = Field(
+        1_048_576,
+        ge=1024,
+        description="Largest request body; a larger one gets 413. 1000 candidates with ids fit in 64 KB.",
+    )
+    max_new_titles: int = Field(
+        64,
+        ge=0,
+        description="Unknown products embedded from their title per request (each costs an encoder pass); "
+        "further unknown products are ranked without text and flagged unknown_product.",
+    )
     max_query_chars: int = Field(
         1024,
         ge=1,
@@ -68,10 +79,15 @@ class Settings(BaseSettings):
 
     def masked_redis_url(self) -> str | None:
         """Return the Redis URL with any password replaced, for logs and /ready."""
-        if self.redis_url is None:
-            return None
-        parts = urlsplit(self.redis_url)
-        if parts.password is None:
-            return self.redis_url
-        netloc = f"{parts.username or ''}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
-        return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+        return mask_url(self.redis_url)
+
+
+def mask_url(url: str | None) -> str | None:
+    """Return `url` with its password, if any, replaced by ***."""
+    if url is None:
+        return None
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = f"{parts.username or ''}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))

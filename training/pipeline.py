@@ -123,10 +123,10 @@ def run_training(config: TrainConfig, output_dir: Path) -> Path:
     )
     sampled, sampling_report = sample_sessions(train_log, config.sampling)
     logger.info(
-        "step 5/7 labels for %d pairs; sampling kept %d of %d sessions",
+        "step 5/7 labels for %d pairs; sampling turned %d sessions into %d (purchases repeated)",
         len(labels),
-        len(sampled),
         train_log["request_id"].nunique(),
+        len(sampled),
     )
 
     human = dict(

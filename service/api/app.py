@@ -13,7 +13,8 @@ from fastapi import FastAPI, Request
 
 from service import __version__
 from service.api.errors import install_error_handlers
-from service.api.routes import new_request_id, router
+from service.api.limits import BodySizeLimit
+from service.api.routes import accepted_request_id, router
 from service.api.state import AppState
 from service.engines.bundle import WARMUP_QUERIES, Bundle, load_bundle
 from service.engines.query_cache import QueryEmbeddingCache
@@ -47,7 +48,9 @@ def create_app(settings: Settings, bundle: Bundle | None = None, store: UserStor
         state.bundle = loaded
         state.metrics.set_bundle(loaded.version, loaded.providers)
         cache = QueryEmbeddingCache(settings.query_cache_size)
-        state.pipeline = RankingPipeline(state.store, state.executor, state.current_bundle, cache)
+        state.pipeline = RankingPipeline(
+            state.store, state.executor, state.current_bundle, cache, settings.max_new_titles
+        )
         # Objects made at start-up live as long as the process: keep the collector off them.
         gc.collect()
         gc.freeze()
@@ -69,11 +72,12 @@ def create_app(settings: Settings, bundle: Bundle | None = None, store: UserStor
         executor=ThreadPoolExecutor(max_workers=settings.inference_workers, thread_name_prefix="inference"),
     )
     install_error_handlers(app)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.include_router(router)
 
     @app.middleware("http")
     async def count_requests(request: Request, call_next):  # type: ignore[no-untyped-def]
-        request.state.request_id = request.headers.get("x-request-id") or new_request_id()
+        request.state.request_id = accepted_request_id(request.headers.get("x-request-id"))
         response = await call_next(request)
         response.headers["x-request-id"] = request.state.request_id
         route = request.scope.get("route")

@@ -7,6 +7,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from service.api.limits import BodyTooLargeError
 from service.api.responses import json_response
 
 logger = logging.getLogger(__name__)
@@ -55,12 +56,32 @@ def install_error_handlers(app: FastAPI) -> None:
         logger.warning("invalid request %s: %s", request_id_of(request), summary)
         return error_response(request, 422, "invalid_request", f"request body is invalid: {summary}", details)
 
+    @app.exception_handler(BodyTooLargeError)
+    async def _too_large(request: Request, error: BodyTooLargeError) -> Response:
+        return error_response(
+            request,
+            413,
+            "payload_too_large",
+            f"request body is larger than {error.limit} bytes; "
+            "send fewer candidates or raise RANKER_MAX_BODY_BYTES",
+        )
+
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, error: StarletteHTTPException) -> Response:
-        codes = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
-        return error_response(
+        if isinstance(error.__cause__, BodyTooLargeError):
+            # FastAPI wraps any failure while reading the body in a 400; the cause says why.
+            return await _too_large(request, error.__cause__)
+        codes = {
+            400: "invalid_request",
+            404: "not_found",
+            405: "method_not_allowed",
+            413: "payload_too_large",
+        }
+        response = error_response(
             request, error.status_code, codes.get(error.status_code, "http_error"), str(error.detail)
         )
+        response.headers.update(error.headers or {})  # e.g. Allow on a 405
+        return response
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, error: Exception) -> Response:

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import redis.asyncio as redis
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
 
 from service.features.user import UserFeatures, UserRecordError, decode_user, user_key
 
@@ -49,6 +49,10 @@ class RedisUserStore:
         """Read one user record: 1 round trip. Missing, invalid or unreachable -> defaults."""
         try:
             payload = await self.client.get(user_key(self.prefix, user_id))
+        except ResponseError as error:
+            # The server answered, but the key holds another type (WRONGTYPE): a bad record.
+            logger.warning("invalid feature record for user %s: %s", user_id, error)
+            return UserLookup(UserFeatures(), USER_RECORD_INVALID)
         except (RedisError, OSError) as error:
             logger.warning("feature store read failed for user %s: %s", user_id, error)
             return UserLookup(UserFeatures(), FEATURE_STORE_UNAVAILABLE)

@@ -56,6 +56,7 @@ class UserFeatures:
                 f"user record has schema_version={version!r}, expected {USER_SCHEMA_VERSION}"
             )
         try:
+            _check_ranges(record)
             segment = str(record["segment"])
             return cls(
                 segment=segment if segment in SEGMENTS else "anonymous",
@@ -69,6 +70,22 @@ class UserFeatures:
             )
         except (KeyError, TypeError, ValueError, AttributeError) as error:
             raise UserRecordError(f"user record is malformed: {error}") from error
+
+
+def _check_ranges(record: dict[str, Any]) -> None:
+    """Raise UserRecordError for values no aggregation of real sessions can produce."""
+    if record["segment"] not in SEGMENTS:
+        raise UserRecordError(f"segment {record['segment']!r} is not one of {list(SEGMENTS)}")
+    sessions = float(record["sessions"])
+    if not 0 <= sessions < float("inf"):
+        raise UserRecordError(f"sessions={sessions} must be a finite number >= 0")
+    for name in ("click_rate", "add_to_cart_rate", "purchase_rate"):
+        if not 0.0 <= float(record[name]) <= 1.0:
+            raise UserRecordError(f"{name}={record[name]} must be within [0, 1]")
+    for name in ("category_affinity", "brand_affinity"):
+        for key, value in record[name].items():
+            if not 0.0 <= float(value) <= 1.0:
+                raise UserRecordError(f"{name}[{key!r}]={value} must be within [0, 1]")
 
 
 def user_key(prefix: str, user_id: str) -> str:

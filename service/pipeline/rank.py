@@ -68,11 +68,13 @@ class RankingPipeline:
         executor: Executor,
         current_bundle: Callable[[], Bundle],
         query_cache: QueryEmbeddingCache | None = None,
+        max_new_titles: int = 64,
     ) -> None:
         self.store = store
         self.executor = executor
         self.current_bundle = current_bundle
         self.query_cache = query_cache
+        self.max_new_titles = max_new_titles
 
     async def rank(
         self,
@@ -103,6 +105,7 @@ class RankingPipeline:
             timer,
             submitted,
             self.query_cache,
+            self.max_new_titles,
         )
         if scored.unknown_without_title:
             reasons.append(UNKNOWN_PRODUCT)
@@ -126,6 +129,7 @@ def score_candidates(
     timer: StageTimer,
     submitted: float | None = None,
     query_cache: QueryEmbeddingCache | None = None,
+    max_new_titles: int = 64,
 ) -> Scored:
     """Run the CPU-bound stages; called in the inference thread pool.
 
@@ -140,7 +144,7 @@ def score_candidates(
 
     with timer.stage("product_features"):
         product_ids = [c.product_id for c in candidates]
-        attributes, embeddings, unknown_without_title = gather_products(bundle, candidates)
+        attributes, embeddings, unknown_without_title = gather_products(bundle, candidates, max_new_titles)
         categorical, continuous = build_features(
             user, context, product_ids, attributes, bundle.stats, bundle.vocabularies
         )
@@ -170,12 +174,14 @@ def embed_query(
 
 
 def gather_products(
-    bundle: Bundle, candidates: Sequence[Candidate]
+    bundle: Bundle, candidates: Sequence[Candidate], max_new_titles: int = 64
 ) -> tuple[list[ProductAttributes], np.ndarray, int]:
     """Return attributes, embeddings [candidates, d] and the count of unknown untitled products.
 
     A product missing from the bundle is embedded from its request title, in one batched encoder
-    call for all such products. Without a title it gets a zero embedding and empty attributes.
+    call for all such products, at most `max_new_titles` of them (an encoder pass each). Without
+    a usable title, or past that limit, it gets a zero embedding and empty attributes, and counts
+    as untitled.
     """
     catalog = bundle.catalog
     rows = np.array([catalog.index.get(c.product_id, -1) for c in candidates], dtype=np.int64)
@@ -183,12 +189,13 @@ def gather_products(
     attributes = [catalog.attributes[r] if r >= 0 else None for r in rows]
 
     unknown = np.flatnonzero(rows < 0)
-    titled = [i for i in unknown if candidates[i].title]
+    titled = [i for i in unknown if (candidates[i].title or "").strip()][:max_new_titles]
     if titled:
         embeddings[titled] = bundle.encoder.embed([candidates[i].title for i in titled])
+    embedded = set(titled)
+    untitled = [i for i in unknown if i not in embedded]
     for i in unknown:
-        attributes[i] = describe_product(candidates[i].title or "", bundle.brands)
-    untitled = [i for i in unknown if not candidates[i].title]
+        attributes[i] = describe_product(candidates[i].title if i in embedded else "", bundle.brands)
     embeddings[untitled] = 0.0
     return attributes, embeddings, len(untitled)  # type: ignore[return-value]
 

@@ -148,3 +148,20 @@ def test_query_cache_hit_same_scores(bundle):
     assert first.query_cache_hit is False
     assert second.query_cache_hit is True
     assert [i.score for i in first.items] == [i.score for i in second.items]
+
+
+def test_new_titles_capped(bundle):
+    executor = ThreadPoolExecutor(max_workers=1)
+    capped = RankingPipeline(SnapshotUserStore({}), executor, lambda: bundle, None, max_new_titles=1)
+    candidates = [Candidate("new-1", "Cordless Drill"), Candidate("new-2", "Hammer Drill Kit")]
+
+    result = rank(capped, "drill", candidates)
+    executor.shutdown()
+
+    assert result.degraded_reasons == [UNKNOWN_PRODUCT]
+
+
+def test_blank_title_counts_as_untitled(pipeline):
+    result = rank(pipeline, "drill", [Candidate("new-1", "   ")])
+
+    assert result.degraded_reasons == [UNKNOWN_PRODUCT]

@@ -296,3 +296,32 @@ def test_unreachable_redis_degrades(models_dir, tmp_path, held_out):
     assert ready.json()["user_features"]["reachable"] is False
     assert response.status_code == 200
     assert response.json()["degraded_reasons"] == ["feature_store_unavailable"]
+
+
+def test_oversized_body_413(service):
+    body = rank_body("drill", [f"p{i:06d}-" + "x" * 200 for i in range(6000)])
+
+    response = service.client.post("/rank", json=body)
+
+    assert response.status_code == 413
+    assert response.json()["error"]["code"] == "payload_too_large"
+
+
+def test_caller_request_id_echoed(service):
+    response = service.client.get("/health", headers={"x-request-id": "frontend-42"})
+
+    assert response.headers["x-request-id"] == "frontend-42"
+
+
+def test_odd_request_id_replaced(service):
+    response = service.client.get("/health", headers={"x-request-id": "x" * 500})
+
+    assert len(response.headers["x-request-id"]) == 16
+
+
+def test_wrong_method_405_allow(service):
+    response = service.client.get("/rank")
+
+    assert response.status_code == 405
+    assert response.json()["error"]["code"] == "method_not_allowed"
+    assert response.headers["allow"] == "POST"

@@ -105,3 +105,11 @@ def test_bulk_load_rejects_bad_line(tmp_path):
 
     with pytest.raises(ValueError, match="users.jsonl:1: invalid user record"):
         read_user_records(path)
+
+
+def test_lookup_wrong_key_type(redis_server, client):
+    client.hset(f"{PREFIX}:user:v1:hash-user", mapping={"segment": "pro"})
+
+    result = lookup(redis_server.url, "hash-user")
+
+    assert result.degraded_reason == USER_RECORD_INVALID

@@ -118,11 +118,26 @@ def test_wrong_type_raises(field, value):
         decode_user(_payload(**{field: value}))
 
 
-def test_unknown_segment_anonymous():
-    decoded = decode_user(_payload(segment="wholesale"))
+def test_unknown_segment_rejected():
+    with pytest.raises(UserRecordError, match="segment 'wholesale'"):
+        decode_user(_payload(segment="wholesale"))
 
-    assert decoded.segment == "anonymous"
-    assert decoded.known is True
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("click_rate", 5.0),
+        ("add_to_cart_rate", -3.0),
+        ("purchase_rate", 1.5),
+        ("sessions", -1.0),
+        ("sessions", float("inf")),
+        ("category_affinity", {"paint": 2.0}),
+        ("brand_affinity", {"behr": -0.1}),
+    ],
+)
+def test_out_of_range_rejected(field, value):
+    with pytest.raises(UserRecordError, match="must be"):
+        decode_user(_payload(**{field: value}))
 
 
 @pytest.mark.parametrize("version", [True, 1.0, "1"])
