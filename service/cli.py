@@ -121,6 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="calls per stage for the floors (default: %(default)s)",
     )
     bench.add_argument("--port", type=int, default=8765, help="port of the service the benchmark starts")
+    bench.add_argument("--bundle-version", default=None, help="measure this bundle instead of CURRENT")
     bench.add_argument(
         "--output", type=Path, default=Path("reports/bench"), help="where bench.json and latency.png go"
     )
@@ -341,6 +342,7 @@ def run_bench(args: argparse.Namespace) -> int:
         floor_repeats=args.floor_repeats,
         output_dir=args.output,
         port=args.port,
+        bundle_version=args.bundle_version,
     )
     print(format_report(run_benchmark(options)))
     logger.info("wrote %s and %s", args.output / "bench.json", args.output / "latency.png")

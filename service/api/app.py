@@ -9,12 +9,13 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 
 import numpy as np
-from fastapi import FastAPI, Request
+from fastapi import FastAPI
 
 from service import __version__
+from service.api.context import RequestContext
 from service.api.errors import install_error_handlers
 from service.api.limits import BodySizeLimit
-from service.api.routes import accepted_request_id, router
+from service.api.routes import router
 from service.api.state import AppState
 from service.engines.bundle import WARMUP_QUERIES, Bundle, load_bundle
 from service.engines.query_cache import QueryEmbeddingCache
@@ -74,17 +75,7 @@ def create_app(settings: Settings, bundle: Bundle | None = None, store: UserStor
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.include_router(router)
-
-    @app.middleware("http")
-    async def count_requests(request: Request, call_next):  # type: ignore[no-untyped-def]
-        request.state.request_id = accepted_request_id(request.headers.get("x-request-id"))
-        response = await call_next(request)
-        response.headers["x-request-id"] = request.state.request_id
-        route = request.scope.get("route")
-        app.state.ranker.metrics.requests.labels(
-            route=getattr(route, "path", "unmatched"), status=str(response.status_code)
-        ).inc()
-        return response
+    app.add_middleware(RequestContext, metrics=app.state.ranker.metrics)
 
     return app
 

@@ -1,8 +1,6 @@
 """HTTP routes: /rank, /health, /ready, /metrics."""
 
-import re
 import time
-import uuid
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
@@ -125,14 +123,3 @@ async def ready(request: Request) -> Response:
 @router.get("/metrics", summary="Prometheus metrics")
 async def metrics(request: Request) -> Response:
     return Response(generate_latest(state_of(request).metrics.registry), media_type=CONTENT_TYPE_LATEST)
-
-
-# A caller's id is echoed in headers and logs, so only short, plain ids are taken.
-_CALLER_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
-
-
-def accepted_request_id(header: str | None) -> str:
-    """Return the caller's x-request-id when it is 1-64 plain characters, else a new id."""
-    if header is not None and _CALLER_REQUEST_ID.fullmatch(header):
-        return header
-    return uuid.uuid4().hex[:16]
