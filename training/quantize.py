@@ -3,8 +3,8 @@
 Weights become int8 and activations are quantized per batch at run time (ONNX Runtime's
 `quantize_dynamic`). The encoder is quantized per output channel, which keeps query embeddings
 closer to fp32 than one scale per tensor does. Product embeddings in the bundle stay those of
-the fp32 encoder; only queries, and titles of products the bundle does not know, go through
-the int8 encoder at serving time.
+the fp32 encoder. At serving time only queries, and titles of products the bundle does not
+know, go through the int8 encoder.
 """
 
 import logging

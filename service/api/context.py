@@ -1,7 +1,7 @@
 """Request id and request counting as plain ASGI middleware.
 
-Starlette's `@app.middleware("http")` wraps every request in extra tasks and streams, which
-cost about half a millisecond per /rank call here; this does the same work on the raw messages.
+Starlette's `@app.middleware("http")` wraps every request in an extra task and body stream.
+This middleware does the same work on the raw ASGI messages instead.
 """
 
 import re

@@ -10,7 +10,7 @@ class BodyTooLargeError(Exception):
 
 
 class BodySizeLimit:
-    """Raise BodyTooLargeError once a body passes `max_bytes`, whatever Content-Length said.
+    """Raise BodyTooLargeError once a body passes `max_bytes`, whatever its Content-Length header.
 
     The error is raised inside the route while it reads the body, so the app's error handlers
     turn it into a 413 response.
