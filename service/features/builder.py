@@ -106,34 +106,32 @@ def build_features(
     stats: InteractionStats,
     vocabularies: Vocabularies,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Return (categorical [n, 3] int64, continuous [n, 21] float32) for n candidates."""
-    segment_id = vocabularies.segments.get(user.segment, 0)
-    user_row = _user_values(user)
-    # Rows are collected as tuples and converted once: one numpy call instead of one per row.
-    categorical_rows, continuous_rows = [], []
+    """Return (categorical [n, 3] int64, continuous [n, 21] float32) for n candidates.
 
-    for product_id, product in zip(product_ids, products, strict=True):
-        categorical_rows.append(
-            (
-                vocabularies.brands.get(product.brand, 0),
-                vocabularies.categories.get(product.category, 0),
-                segment_id,
-            )
-        )
-        continuous_rows.append(
-            (
-                *_text_values(query, product),
-                math.log1p(product.title_token_count),
-                product.title_number_count,
-                *stats.product_features(product_id),
-                *stats.pair_features(query.normalized, product_id),
-                *user_row,
-                user.category_affinity.get(product.category, 0.0),
-                user.brand_affinity.get(product.brand, 0.0),
-            )
-        )
-    categorical = np.array(categorical_rows, dtype=np.int64).reshape(-1, len(CATEGORICAL_FEATURES))
-    continuous = np.array(continuous_rows, dtype=np.float32).reshape(-1, len(CONTINUOUS_FEATURES))
+    Built column by column: each column is one list comprehension and one numpy conversion,
+    which costs about half of building the same matrix row by row in Python.
+    """
+    n = len(products)
+    if len(product_ids) != n:
+        raise ValueError(f"{len(product_ids)} product ids for {n} products")
+    brands, categories = vocabularies.brands, vocabularies.categories
+    categorical = np.empty((n, len(CATEGORICAL_FEATURES)), dtype=np.int64)
+    categorical[:, 0] = [brands.get(p.brand, 0) for p in products]
+    categorical[:, 1] = [categories.get(p.category, 0) for p in products]
+    categorical[:, 2] = vocabularies.segments.get(user.segment, 0)
+
+    continuous = np.empty((n, len(CONTINUOUS_FEATURES)), dtype=np.float32)
+    continuous[:, 0:8] = np.array([_text_values(query, p) for p in products], dtype=np.float32).reshape(n, 8)
+    continuous[:, 8] = np.log1p([p.title_token_count for p in products])
+    continuous[:, 9] = [p.title_number_count for p in products]
+    continuous[:, 10:12] = np.array(
+        [stats.product_features(i) for i in product_ids], dtype=np.float32
+    ).reshape(n, 2)
+    pair_stats = [stats.pair_features(query.normalized, i) for i in product_ids]
+    continuous[:, 12:14] = np.array(pair_stats, dtype=np.float32).reshape(n, 2)
+    continuous[:, 14:19] = _user_values(user)
+    continuous[:, 19] = [user.category_affinity.get(p.category, 0.0) for p in products]
+    continuous[:, 20] = [user.brand_affinity.get(p.brand, 0.0) for p in products]
     return categorical, continuous
 
 

@@ -206,18 +206,23 @@ def order_candidates(
     """Sort by score, highest first; equal scores fall back to product_id, so the order never
     depends on the order candidates were sent in."""
     tasks = bundle.ranker.tasks
-    order = sorted(range(len(candidates)), key=lambda i: (-scored.scores[i], candidates[i].product_id))
+    served = bundle.served_tasks
+    # Plain Python floats: comparing and converting numpy scalars one by one costs several times more.
+    scores = scored.scores.tolist()
+    served_probabilities = scored.probabilities[:, [tasks.index(t) for t in served]].tolist()
+    order = sorted(range(len(candidates)), key=lambda i: (-scores[i], candidates[i].product_id))
     if top_k is not None:
         order = order[:top_k]
-    items = []
-    for rank, i in enumerate(order, start=1):
-        probabilities = scored.probabilities[i]
-        task_scores = {task: float(probabilities[tasks.index(task)]) for task in bundle.served_tasks}
-        explanation = _explain(tasks, scored, i) if explain else None
-        items.append(
-            RankedItem(candidates[i].product_id, rank, float(scored.scores[i]), task_scores, explanation)
+    return [
+        RankedItem(
+            candidates[i].product_id,
+            rank,
+            scores[i],
+            dict(zip(served, served_probabilities[i], strict=True)),
+            _explain(tasks, scored, i) if explain else None,
         )
-    return items
+        for rank, i in enumerate(order, start=1)
+    ]
 
 
 def _explain(tasks: Sequence[str], scored: Scored, row: int) -> dict:
