@@ -59,7 +59,7 @@ class UserFeatures:
             _check_ranges(record)
             segment = str(record["segment"])
             return cls(
-                segment=segment if segment in SEGMENTS else "anonymous",
+                segment=segment,
                 sessions=float(record["sessions"]),
                 click_rate=float(record["click_rate"]),
                 add_to_cart_rate=float(record["add_to_cart_rate"]),

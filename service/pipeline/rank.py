@@ -93,25 +93,25 @@ class RankingPipeline:
         if lookup.degraded_reason:
             reasons.append(lookup.degraded_reason)
 
-        loop = asyncio.get_running_loop()
+        def score_and_order() -> tuple[Scored, list[RankedItem]]:
+            # Runs in the inference pool: sorting 1000 candidates is CPU work too.
+            scored = score_candidates(
+                bundle,
+                query,
+                candidates,
+                lookup.features,
+                timer,
+                submitted,
+                self.query_cache,
+                self.max_new_titles,
+            )
+            with timer.stage("order"):
+                return scored, order_candidates(bundle, candidates, scored, top_k, explain)
+
         submitted = time.perf_counter()
-        scored = await loop.run_in_executor(
-            self.executor,
-            score_candidates,
-            bundle,
-            query,
-            candidates,
-            lookup.features,
-            timer,
-            submitted,
-            self.query_cache,
-            self.max_new_titles,
-        )
+        scored, items = await asyncio.get_running_loop().run_in_executor(self.executor, score_and_order)
         if scored.unknown_without_title:
             reasons.append(UNKNOWN_PRODUCT)
-
-        with timer.stage("order"):
-            items = order_candidates(bundle, candidates, scored, top_k, explain)
         return RankResult(bundle.version, items, reasons, timer, scored.query_cache_hit)
 
     async def fetch_user(self, user_id: str | None) -> UserLookup:
