@@ -312,6 +312,8 @@ def run_serve(args: argparse.Namespace) -> int:
         if value is not None:
             os.environ[f"RANKER_{name.upper()}"] = str(value)
     settings = Settings()
+    if settings.workers > 1:
+        _prepare_multiprocess_metrics()
     logger.info(
         "starting on %s:%d with %d worker(s); models from %s",
         settings.host,
@@ -347,6 +349,31 @@ def run_bench(args: argparse.Namespace) -> int:
     print(format_report(run_benchmark(options)))
     logger.info("wrote %s and %s", args.output / "bench.json", args.output / "latency.png")
     return 0
+
+
+def _prepare_multiprocess_metrics() -> None:
+    """Give the workers an empty shared metrics folder, so /metrics sums over all of them.
+
+    A folder named by PROMETHEUS_MULTIPROC_DIR is emptied first, because values left by an
+    earlier run would be added to this one's; otherwise a temporary folder is made and removed
+    at exit.
+    """
+    import atexit
+    import shutil
+    import tempfile
+
+    from service.metrics import MULTIPROCESS_DIR_VARIABLE
+
+    folder = os.environ.get(MULTIPROCESS_DIR_VARIABLE)
+    if folder:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        for stale in Path(folder).glob("*.db"):
+            stale.unlink()
+    else:
+        folder = tempfile.mkdtemp(prefix="ranker-metrics-")
+        atexit.register(shutil.rmtree, folder, True)
+        os.environ[MULTIPROCESS_DIR_VARIABLE] = folder
+    logger.info("metrics of all workers are shared through %s", folder)
 
 
 def run_up(args: argparse.Namespace) -> int:

@@ -1,10 +1,20 @@
 """Prometheus metrics of the service, all prefixed `ranker_`, on one registry per app.
 
-Latency buckets run from 0.5 ms to 2.5 s: a cached query ranks in about 1 ms, a cold one with
+Latency buckets run from 0.5 ms to 2.5 s: a cached query ranks in a few ms, a cold one with
 1000 candidates in tens of ms, and anything past a second is an incident.
+
+With several worker processes (`ranker serve --workers N`), PROMETHEUS_MULTIPROC_DIR is set and
+prometheus-client keeps every value in a shared folder; /metrics then sums counters and
+histograms over the workers (`exposition_registry`). The info gauges report the maximum over
+live workers, which is 1 for every label set some worker serves.
 """
 
+import os
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.multiprocess import MultiProcessCollector
+
+MULTIPROCESS_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
 
 LATENCY_BUCKETS = (
     0.0005,
@@ -68,24 +78,47 @@ class Metrics:
             registry=r,
         )
         self.bundle_info = Gauge(
-            "ranker_bundle_info", "The bundle being served (value 1).", ["version"], registry=r
+            "ranker_bundle_info",
+            "The bundle being served (value 1).",
+            ["version"],
+            registry=r,
+            multiprocess_mode="livemax",
         )
         self.provider_info = Gauge(
             "ranker_execution_provider_info",
             "ONNX Runtime provider in use per model (value 1).",
             ["model", "provider"],
             registry=r,
+            multiprocess_mode="livemax",
         )
         self.feature_source_info = Gauge(
             "ranker_user_feature_source_info",
             "Where user features come from: redis or snapshot (value 1).",
             ["source"],
             registry=r,
+            multiprocess_mode="livemax",
         )
 
     def set_bundle(self, version: str, providers: dict[str, str]) -> None:
-        self.bundle_info.clear()
+        # Set the old label sets to 0 rather than removing them: in multiprocess mode a removed
+        # child would keep its last value in the shared folder.
+        for labels in _label_sets(self.bundle_info):
+            self.bundle_info.labels(*labels).set(0)
         self.bundle_info.labels(version=version).set(1)
-        self.provider_info.clear()
+        for labels in _label_sets(self.provider_info):
+            self.provider_info.labels(*labels).set(0)
         for model, provider in providers.items():
             self.provider_info.labels(model=model, provider=provider).set(1)
+
+    def exposition_registry(self) -> CollectorRegistry:
+        """Return the registry /metrics reads: all workers' values in multiprocess mode."""
+        folder = os.environ.get(MULTIPROCESS_DIR_VARIABLE)
+        if not folder:
+            return self.registry
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry, path=folder)
+        return registry
+
+
+def _label_sets(gauge: Gauge) -> list[tuple[str, ...]]:
+    return list(gauge._metrics)  # NOTE: prometheus-client has no public list of a metric's children

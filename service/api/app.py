@@ -3,6 +3,7 @@
 import asyncio
 import gc
 import logging
+import os
 import time
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
@@ -10,6 +11,7 @@ from contextlib import asynccontextmanager
 
 import numpy as np
 from fastapi import FastAPI
+from prometheus_client import multiprocess
 
 from service import __version__
 from service.api.context import RequestContext
@@ -21,7 +23,7 @@ from service.engines.bundle import WARMUP_QUERIES, Bundle, load_bundle
 from service.engines.query_cache import QueryEmbeddingCache
 from service.engines.user_store import RedisUserStore, SnapshotUserStore, UserStore
 from service.features.user import UserFeatures
-from service.metrics import Metrics
+from service.metrics import MULTIPROCESS_DIR_VARIABLE, Metrics
 from service.pipeline.rank import Candidate, RankingPipeline, score_candidates
 from service.pipeline.timing import StageTimer
 from service.settings import Settings
@@ -59,6 +61,8 @@ def create_app(settings: Settings, bundle: Bundle | None = None, store: UserStor
         yield
         await state.store.close()
         state.executor.shutdown(wait=True)
+        if os.environ.get(MULTIPROCESS_DIR_VARIABLE):
+            multiprocess.mark_process_dead(os.getpid())  # drops this worker's live gauges
 
     app = FastAPI(
         title="Personalized product-search ranker",

@@ -122,4 +122,5 @@ async def ready(request: Request) -> Response:
 
 @router.get("/metrics", summary="Prometheus metrics")
 async def metrics(request: Request) -> Response:
-    return Response(generate_latest(state_of(request).metrics.registry), media_type=CONTENT_TYPE_LATEST)
+    registry = state_of(request).metrics.exposition_registry()
+    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

@@ -325,3 +325,40 @@ def test_wrong_method_405_allow(service):
     assert response.status_code == 405
     assert response.json()["error"]["code"] == "method_not_allowed"
     assert response.headers["allow"] == "POST"
+
+
+def test_metrics_sum_over_workers(models_dir, tmp_path, held_out):
+    """Two worker processes: every scrape must count every request, whichever worker answers."""
+    port = free_port()
+    env = {**os.environ, "RANKER_MODELS_DIR": str(models_dir), "RANKER_REDIS_URL": "none"}
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    log = tmp_path / "service.log"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "service.cli", "serve", "--workers", "2", "--port", str(port)],
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=open(log, "wb"),
+        stderr=subprocess.STDOUT,
+    )
+    base_url = f"http://127.0.0.1:{port}"
+    query, judged = next(iter(held_out.items()))
+    body = rank_body(query, [p for p, _ in judged])
+    try:
+        deadline = time.monotonic() + STARTUP_SECONDS
+        ready = 0
+        while ready < 2 and time.monotonic() < deadline:
+            ready = log.read_text().count("Application startup complete")
+            time.sleep(0.2)
+        assert ready == 2, log.read_text()
+        for _ in range(30):
+            # A new connection each time, so that both workers get some of the requests.
+            assert httpx.post(f"{base_url}/rank", json=body, timeout=30).status_code == 200
+        scrapes = [httpx.get(f"{base_url}/metrics", timeout=30).text for _ in range(6)]
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+    for text in scrapes:
+        assert 'ranker_requests_total{route="/rank",status="200"} 30.0' in text
+        assert "ranker_request_duration_seconds_count 30.0" in text
+        assert 'ranker_execution_provider_info{model="encoder",provider="CPUExecutionProvider"} 1.0' in text
