@@ -68,12 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     export = commands.add_parser("export", help="build a serving bundle from a run folder")
     export.add_argument("--run", type=Path, required=True, help="run folder written by `ranker train`")
-    export.add_argument(
-        "--models-dir",
-        type=Path,
-        default=defaults.models_dir,
-        help="where bundles live (default: %(default)s)",
-    )
+    _add_models_dir(export, defaults)
     export.add_argument(
         "--no-set-current", action="store_true", help="write the bundle without pointing CURRENT at it"
     )
@@ -101,13 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
         "bench", help="measure each stage in process and the whole HTTP call under load; prints a table"
     )
     _add_store_options(bench, defaults)
-    bench.add_argument(
-        "--data-dir",
-        type=Path,
-        default=Path(os.environ.get("RANKER_DATA_DIR", "data")),
-        help="folder with home-depot/train.csv.zip, for real queries "
-        "(default: $RANKER_DATA_DIR or %(default)s)",
-    )
+    _add_data_dir(bench)
     bench.add_argument(
         "--requests",
         type=positive_int,
@@ -148,15 +137,18 @@ def _add_precision_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _add_train_options(parser: argparse.ArgumentParser) -> None:
-    from_env = os.environ.get("RANKER_DATA_DIR", "data")
+def _add_data_dir(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--data-dir",
         type=Path,
-        default=Path(from_env),
+        default=Path(os.environ.get("RANKER_DATA_DIR", "data")),
         help="folder with home-depot/train.csv.zip and crowdflower/train.csv "
         "(default: $RANKER_DATA_DIR or %(default)s)",
     )
+
+
+def _add_train_options(parser: argparse.ArgumentParser) -> None:
+    _add_data_dir(parser)
     parser.add_argument(
         "--source",
         choices=("home_depot", "crowdflower"),
@@ -196,13 +188,17 @@ def _add_train_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _add_store_options(parser: argparse.ArgumentParser, defaults: Settings) -> None:
+def _add_models_dir(parser: argparse.ArgumentParser, defaults: Settings) -> None:
     parser.add_argument(
         "--models-dir",
         type=Path,
         default=defaults.models_dir,
         help="where bundles live (default: %(default)s)",
     )
+
+
+def _add_store_options(parser: argparse.ArgumentParser, defaults: Settings) -> None:
+    _add_models_dir(parser, defaults)
     parser.add_argument(
         "--redis-url",
         type=parse_redis_url,
