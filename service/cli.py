@@ -351,8 +351,8 @@ def _prepare_multiprocess_metrics() -> None:
     """Give the workers an empty shared metrics folder, so /metrics sums over all of them.
 
     A folder named by PROMETHEUS_MULTIPROC_DIR is emptied first, because values left by an
-    earlier run would be added to this one's; otherwise a temporary folder is made and removed
-    at exit.
+    earlier run would be added to this one's. Without it, a temporary folder is made and
+    removed at exit.
     """
     import atexit
     import shutil

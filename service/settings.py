@@ -64,7 +64,7 @@ class Settings(BaseSettings):
     max_query_chars: int = Field(
         1024,
         ge=1,
-        description="Longest query in characters; the encoder reads only its first max_query_tokens tokens.",
+        description="Maximum query length in characters; the encoder reads only its first max_query_tokens.",
     )
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)

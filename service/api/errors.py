@@ -69,7 +69,7 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, error: StarletteHTTPException) -> Response:
         if isinstance(error.__cause__, BodyTooLargeError):
-            # FastAPI wraps any failure while reading the body in a 400; the cause says why.
+            # FastAPI wraps any failure while reading the body in a 400, and the cause names the reason.
             return await _too_large(request, error.__cause__)
         codes = {
             400: "invalid_request",

@@ -1,4 +1,4 @@
-"""What the app holds while it runs: settings, the current bundle, the store, the pipeline."""
+"""Run-time state of the app: settings, the current bundle, the user store, the pipeline."""
 
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field

@@ -61,7 +61,7 @@ def measure_stage_floors(
 
     def encode_new_query() -> None:
         # A different query each call, so no cache anywhere can help.
-        bundle.encoder.embed([f"{queries[next(counter) % len(queries)]}"])
+        bundle.encoder.embed([queries[next(counter) % len(queries)]])
 
     def fuse_and_sort() -> None:
         scores = fuse_scores(probabilities, bundle.ranker.tasks, bundle.fusion_weights)

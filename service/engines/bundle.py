@@ -26,7 +26,7 @@ WARMUP_QUERIES = ("cordless drill", "white paint for kitchen walls", "1/2 in. co
 
 @dataclass
 class Catalog:
-    """Products the bundle knows: attributes and encoder embeddings, row-aligned."""
+    """Catalog products of the bundle: attributes and encoder embeddings, row-aligned."""
 
     index: dict[str, int]
     attributes: list[ProductAttributes]

@@ -50,7 +50,7 @@ class RedisUserStore:
         try:
             payload = await self.client.get(user_key(self.prefix, user_id))
         except ResponseError as error:
-            # The server answered, but the key holds another type (WRONGTYPE): a bad record.
+            # The server replied WRONGTYPE: the key contains another Redis type, so the record is invalid.
             logger.warning("invalid feature record for user %s: %s", user_id, error)
             return UserLookup(UserFeatures(), USER_RECORD_INVALID)
         except (RedisError, OSError) as error:

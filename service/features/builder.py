@@ -76,7 +76,7 @@ class Vocabularies:
 
 @dataclass(frozen=True)
 class QueryContext:
-    """What the builder needs from the query, computed once per request."""
+    """Query tokens, prefixes and numbers, computed once per request for the feature builder."""
 
     normalized: str
     tokens: tuple[str, ...]

@@ -131,10 +131,10 @@ def score_candidates(
     query_cache: QueryEmbeddingCache | None = None,
     max_new_titles: int = 64,
 ) -> Scored:
-    """Run the CPU-bound stages; called in the inference thread pool.
+    """Run the CPU-bound stages in the inference thread pool.
 
-    `submitted` is the perf_counter() time the request was handed to the pool; the wait until
-    a thread picked it up is recorded as the `queue_wait` stage.
+    `submitted` is the perf_counter() time the request was handed to the pool. The wait until a
+    thread picked it up is recorded as the `queue_wait` stage.
     """
     if submitted is not None:
         timer.record("queue_wait", time.perf_counter() - submitted)

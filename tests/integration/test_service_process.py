@@ -328,7 +328,7 @@ def test_wrong_method_405_allow(service):
 
 
 def test_metrics_sum_over_workers(models_dir, tmp_path, held_out):
-    """Two worker processes: every scrape must count every request, whichever worker answers."""
+    """Two worker processes: every scrape must count every request, whichever worker serves the scrape."""
     port = free_port()
     env = {**os.environ, "RANKER_MODELS_DIR": str(models_dir), "RANKER_REDIS_URL": "none"}
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)

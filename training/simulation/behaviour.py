@@ -6,9 +6,9 @@ it were a real interaction log:
 
     request_id, user_id, query, product_id, position, click, add_to_cart, purchase, split, phase
 
-One row per impression. `phase` is "history" for the earlier sessions of each user, from which
-user features and interaction statistics are aggregated, and "train" for the later ones, from
-which training examples are drawn; sessions of validation and test queries are all "train".
+One row per impression. `phase` is "history" for the earlier sessions of each user, which feed
+user features and interaction statistics, and "train" for the later ones, which become
+training examples. Sessions of validation and test queries are all "train".
 
 The model, per session of user u issuing query q with judged products P(q):
 1. Logged ranking: P(q) ordered by `logging_quality * relevance + Gumbel noise`, a production
