@@ -1,4 +1,4 @@
-"""The `ranker` command line: train, export, load-features, serve, and up (all of them)."""
+"""The `ranker` command line: train, export, load-features, serve, deploy, rollback, bench, and up."""
 
 import argparse
 import logging
@@ -9,6 +9,7 @@ from pathlib import Path
 from pydantic import ValidationError
 from redis.exceptions import RedisError
 
+from service.deploy.commands import add_deploy_commands
 from service.logging_setup import configure_logging
 from service.settings import Settings, mask_url, parse_redis_url
 
@@ -115,6 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--output", type=Path, default=Path("reports/bench"), help="where bench.json and latency.png go"
     )
     bench.set_defaults(handler=run_bench)
+
+    add_deploy_commands(commands, lambda parser: _add_models_dir(parser, defaults))
 
     up = commands.add_parser(
         "up", help="train and export a bundle unless one exists, load user features into Redis, then serve"

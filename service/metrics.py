@@ -77,6 +77,29 @@ class Metrics:
             ["result"],
             registry=r,
         )
+        self.bundle_reloads = Counter(
+            "ranker_bundle_reloads_total",
+            "Attempts to serve a new bundle: success, or rejected by a check (the old one kept serving).",
+            ["result"],
+            registry=r,
+        )
+        self.redis_errors = Counter(
+            "ranker_redis_errors_total",
+            "Failed user feature reads from Redis by kind: timeout, connection, wrong_type.",
+            ["kind"],
+            registry=r,
+        )
+        self.inflight = Gauge(
+            "ranker_inflight_requests",
+            "POST /rank requests being answered now.",
+            registry=r,
+            multiprocess_mode="livesum",
+        )
+        self.overloaded = Counter(
+            "ranker_overload_rejections_total",
+            "POST /rank requests refused with 429 because too many were in flight.",
+            registry=r,
+        )
         self.bundle_info = Gauge(
             "ranker_bundle_info",
             "The bundle being served (value 1).",

@@ -4,7 +4,7 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -34,6 +34,32 @@ class Settings(BaseSettings):
         0.05,
         gt=0,
         description="Socket timeout of one Redis read; a slower read ranks with default user features.",
+    )
+    redis_connect_timeout_seconds: float = Field(
+        0.1, gt=0, description="Time to open a new Redis connection, e.g. after a Redis restart."
+    )
+    redis_max_connections: int = Field(
+        64, ge=1, description="Redis connections per worker; a read waits for a free one past this."
+    )
+    deadline_ms: float = Field(
+        150.0,
+        gt=0,
+        description="Time budget of one /rank call. Past it the response comes back at once with the best "
+        "order available, flagged degraded (see docs/serving.md).",
+    )
+    max_inflight: int = Field(
+        64,
+        ge=1,
+        description="POST /rank requests one worker answers at a time; more get 429 with Retry-After.",
+    )
+    admin_token: SecretStr | None = Field(
+        None,
+        description="Bearer token of the /admin endpoints (deploy, rollback); unset turns them off.",
+    )
+    bundle_poll_seconds: float = Field(
+        5.0,
+        ge=0,
+        description="How often to check whether CURRENT names another bundle; 0 turns the watcher off.",
     )
     device: Literal["auto", "cpu", "cuda"] = Field(
         "auto", description="ONNX Runtime provider: auto takes CUDA when onnxruntime-gpu finds a GPU."
@@ -71,6 +97,13 @@ class Settings(BaseSettings):
     workers: int = Field(1, ge=1, description="Uvicorn worker processes.")
     log_level: str = "INFO"
     log_format: Literal["text", "json"] = "text"
+
+    @field_validator("admin_token")
+    @classmethod
+    def _empty_token_means_off(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value().strip():
+            return None
+        return value
 
     @field_validator("redis_url")
     @classmethod

@@ -6,6 +6,7 @@ minute on 2 cores), exported like a production bundle, and shared by the integra
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -48,38 +49,45 @@ def data_dir() -> Path:
 
 
 class RedisServer:
-    """A redis-server process of the test's own on a free port; never the shared one."""
+    """A redis-server process of the test's own on a free port; never the shared one.
 
-    def __init__(self, workdir: Path) -> None:
-        binary = shutil.which("redis-server")
-        if binary is None:
+    It can be stopped and started again on the same port, and paused (SIGSTOP) to play a Redis
+    that accepts connections but never answers.
+    """
+
+    def __init__(self, workdir: Path, password: str | None = None) -> None:
+        self.binary = shutil.which("redis-server")
+        if self.binary is None:
             pytest.fail(
                 "redis-server is not installed; install it (apt-get install redis-server) as README.md says"
             )
+        self.workdir = workdir
+        self.password = password
         self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.process = subprocess.Popen(
-            [
-                binary,
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(workdir),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        auth = f":{password}@" if password else ""
+        self.url = f"redis://{auth}127.0.0.1:{self.port}/0"
+        self.process: subprocess.Popen | None = None
+        self.start()
+
+    def start(self) -> None:
+        arguments = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", ""]
+        arguments += ["--appendonly", "no", "--dir", str(self.workdir)]
+        if self.password:
+            arguments += ["--requirepass", self.password]
+        self.process = subprocess.Popen(arguments, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_for_port(self.port, timeout=10)
 
     def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(timeout=10)
+        if self.process is not None and self.process.poll() is None:
+            self.resume()
+            self.process.terminate()
+            self.process.wait(timeout=10)
+
+    def pause(self) -> None:
+        self.process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        self.process.send_signal(signal.SIGCONT)
 
 
 @pytest.fixture(scope="session")
@@ -118,3 +126,13 @@ def bundle_dir(models_dir: Path) -> Path:
     from service.engines.manifest import read_current
 
     return models_dir / read_current(models_dir)
+
+
+@pytest.fixture(scope="session")
+def int8_bundle_dir(trained_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The same run exported with int8 graphs: a second, different bundle (scores differ)."""
+    from training.export import export_bundle
+
+    models = tmp_path_factory.mktemp("int8_models")
+    version = export_bundle(trained_run, models, set_current=True, precision="int8")
+    return models / version

@@ -24,6 +24,8 @@ import onnxruntime as ort
 import orjson
 import torch
 
+from service.deploy.golden import GOLDEN_FILE, record_golden
+from service.engines.bundle import load_bundle
 from service.engines.encoder import ENCODER_OUTPUT
 from service.engines.manifest import (
     MANIFEST_FILE,
@@ -104,10 +106,20 @@ def _write_bundle(run_dir: Path, staging: Path, version: str, precision: str) ->
         for fp32_model in staging.glob("*.fp32.onnx"):
             fp32_model.unlink()
 
-    logger.info("export 4/4: manifest and checksums")
+    logger.info("export 4/4: manifest, checksums and golden requests")
     manifest = _manifest(version, run_dir, staging, checkpoint, artifacts["fusion"], parity)
     manifest["precision"] = precision
     manifest["quantization"] = quantization
+    (staging / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2, default=float))
+    _add_golden_requests(staging, manifest)
+
+
+def _add_golden_requests(staging: Path, manifest: dict) -> None:
+    """Score the golden requests with the finished bundle, through the service's own code, and
+    add them to the manifest; a service reproduces them before it swaps to this bundle."""
+    bundle = load_bundle(staging.parent, staging.name, device="cpu", intra_op_threads=1)
+    manifest["golden"] = record_golden(bundle, staging)
+    manifest["files"][GOLDEN_FILE] = sha256_of(staging / GOLDEN_FILE)
     (staging / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2, default=float))
 
 

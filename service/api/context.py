@@ -10,6 +10,7 @@ import uuid
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from service.api.errors import internal_error_response
 from service.metrics import Metrics
 
 # A caller's id is echoed in headers and logs, so only short, plain ids are taken.
@@ -24,7 +25,8 @@ def accepted_request_id(header: str | None) -> str:
 
 
 class RequestContext:
-    """Give each request an id (state and x-request-id header) and count it by route and status."""
+    """Give each request an id (state and x-request-id header), count it by route and status,
+    and turn any unhandled exception into the 500 error body."""
 
     def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
         self.app = app
@@ -37,16 +39,22 @@ class RequestContext:
         request_id = accepted_request_id(Headers(scope=scope).get("x-request-id"))
         scope.setdefault("state", {})["request_id"] = request_id
         status = 500
+        started = False
 
         async def send_with_id(message: Message) -> None:
-            nonlocal status
+            nonlocal status, started
             if message["type"] == "http.response.start":
-                status = message["status"]
+                status, started = message["status"], True
                 MutableHeaders(scope=message).append("x-request-id", request_id)
             await send(message)
 
         try:
             await self.app(scope, receive, send_with_id)
+        except Exception as error:
+            # Handled here rather than re-raised, so the server does not log the traceback again.
+            if started:
+                raise  # too late for an error body; the connection is closed
+            await internal_error_response(request_id, error)(scope, receive, send_with_id)
         finally:
             route = getattr(scope.get("route"), "path", "unmatched")
             self.metrics.requests.labels(route=route, status=str(status)).inc()

@@ -16,11 +16,27 @@ logger = logging.getLogger(__name__)
 class ApiError(Exception):
     """An error with its HTTP status, raised anywhere and rendered by the handler below."""
 
-    def __init__(self, status: int, code: str, message: str) -> None:
+    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
+        self.headers = headers or {}
+
+
+def overloaded_error(limit: int) -> ApiError:
+    return ApiError(
+        429,
+        "overloaded",
+        f"this worker is already answering {limit} requests (RANKER_MAX_INFLIGHT); retry after the "
+        "number of seconds in Retry-After, or add workers or replicas",
+        headers={"Retry-After": "1"},
+    )
+
+
+def bundle_error(error: Exception) -> ApiError:
+    """A bundle that failed a check: 409, the old bundle keeps serving."""
+    return ApiError(409, "bundle_rejected", f"{error}; the bundle served before is still serving")
 
 
 def request_id_of(request: Request) -> str:
@@ -30,21 +46,27 @@ def request_id_of(request: Request) -> str:
 def error_response(
     request: Request, status: int, code: str, message: str, details: list | None = None
 ) -> Response:
-    body = {
-        "error": {
-            "code": code,
-            "message": message,
-            "request_id": request_id_of(request),
-            "details": details or [],
-        }
-    }
+    return error_response_for(request_id_of(request), status, code, message, details)
+
+
+def error_response_for(
+    request_id: str, status: int, code: str, message: str, details: list | None = None
+) -> Response:
+    """The one error body shape; also used by ASGI middleware, which has no Request."""
+    body = {"error": {"code": code, "message": message, "request_id": request_id, "details": details or []}}
     return json_response(body, status)
+
+
+def api_error_response(request_id: str, error: ApiError) -> Response:
+    response = error_response_for(request_id, error.status, error.code, error.message)
+    response.headers.update(error.headers)
+    return response
 
 
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, error: ApiError) -> Response:
-        return error_response(request, error.status, error.code, error.message)
+        return api_error_response(request_id_of(request), error)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, error: RequestValidationError) -> Response:
@@ -73,6 +95,7 @@ def install_error_handlers(app: FastAPI) -> None:
             return await _too_large(request, error.__cause__)
         codes = {
             400: "invalid_request",
+            401: "unauthorized",
             404: "not_found",
             405: "method_not_allowed",
             413: "payload_too_large",
@@ -83,10 +106,14 @@ def install_error_handlers(app: FastAPI) -> None:
         response.headers.update(error.headers or {})  # e.g. Allow on a 405
         return response
 
-    @app.exception_handler(Exception)
-    async def _unexpected(request: Request, error: Exception) -> Response:
-        request_id = request_id_of(request)
-        logger.error("unhandled error in request %s", request_id, exc_info=error)
-        return error_response(
-            request, 500, "internal_error", f"internal error; quote request_id {request_id} when reporting it"
-        )
+
+def internal_error_response(request_id: str, error: BaseException) -> Response:
+    """Log the traceback once, with the request id; answer with a fixed message and that id.
+
+    Called by the request context middleware, the outermost handler of the app, so no other
+    layer logs the same error again.
+    """
+    logger.error("unhandled error in request %s", request_id, exc_info=error)
+    return error_response_for(
+        request_id, 500, "internal_error", f"internal error; quote request_id {request_id} when reporting it"
+    )

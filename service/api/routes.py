@@ -22,7 +22,7 @@ def state_of(request: Request) -> AppState:
 @router.post(
     "/rank",
     response_model=RankResponse,
-    responses={422: {"model": ErrorResponse}, 500: {"model": ErrorResponse}, 503: {"model": ErrorResponse}},
+    responses={status: {"model": ErrorResponse} for status in (413, 422, 429, 500, 503)},
     summary="Rank candidate products for a user and a query",
 )
 async def rank(body: RankRequest, request: Request) -> Response:
@@ -104,7 +104,7 @@ async def health() -> dict:
 @router.get("/ready", summary="Readiness: bundle loaded, encoder warmed, user features reachable")
 async def ready(request: Request) -> Response:
     state = state_of(request)
-    bundle = state.bundle
+    bundle = state.bundles.current
     store_ok = await state.store.ping()
     body = {
         "ready": bool(bundle and bundle.warmed and store_ok),

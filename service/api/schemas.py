@@ -1,8 +1,16 @@
 """Request and response bodies of the HTTP API, published in the OpenAPI document."""
 
 import math
+import re
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+# C0 and C1 control characters (Unicode category Cc): tabs, newlines, NUL, DEL and the like.
+# A query reaches the tokenizer with each replaced by a space. Format characters (Cf), such as
+# right-to-left marks and the zero-width joiner inside emoji, are kept.
+_CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+MAX_TOP_K = 10_000
+
 
 RANK_EXAMPLE = {
     "user_id": "u000042",
@@ -36,12 +44,18 @@ class RankRequest(BaseModel):
     candidates: list[CandidateIn] = Field(
         min_length=1, description="Products to rank; product ids must be unique."
     )
-    top_k: int | None = Field(None, ge=1, description="Return only the best top_k items (default: all).")
+    top_k: int | None = Field(
+        None,
+        ge=1,
+        le=MAX_TOP_K,
+        description="Return only the best top_k items (default: all); more than the candidates returns all.",
+    )
     explain: bool = Field(False, description="Add per-task probabilities and feature values to each item.")
 
     @field_validator("query")
     @classmethod
     def _query_has_text(cls, query: str) -> str:
+        query = _CONTROL_CHARACTERS.sub(" ", query)
         if not query.strip():
             raise ValueError("query is empty or only whitespace; send the user's search text")
         return query
@@ -61,16 +75,19 @@ class RankRequest(BaseModel):
 class RankedItemOut(BaseModel):
     product_id: str
     rank: int = Field(description="1-based position in the ranked list.")
-    score: float = Field(
-        description="Fused score: the weighted sum of log task probabilities; higher ranks first."
+    score: float | None = Field(
+        description="Fused score: the weighted sum of log task probabilities; higher ranks first. "
+        "null when the list fell back to input order (ranker_failed, deadline_exceeded)."
     )
-    task_scores: dict[str, float] = Field(description="Probability per task: click, add_to_cart, purchase.")
+    task_scores: dict[str, float] = Field(
+        description="Probability per task: click, add_to_cart, purchase; empty when score is null."
+    )
     explanation: dict | None = Field(None, description="Present when the request set explain=true.")
 
     @field_validator("score")
     @classmethod
-    def _finite(cls, value: float) -> float:
-        return value if math.isfinite(value) else -1e9
+    def _finite(cls, value: float | None) -> float | None:
+        return value if value is None or math.isfinite(value) else -1e9
 
 
 class RankResponse(BaseModel):
@@ -100,7 +117,9 @@ class RankResponse(BaseModel):
     items: list[RankedItemOut]
     degraded: bool = Field(description="True when some input fell back to a default; see degraded_reasons.")
     degraded_reasons: list[str] = Field(
-        description="user_not_found, user_record_invalid, feature_store_unavailable, unknown_product."
+        description="Why a fallback was used: user_not_found, user_record_invalid, "
+        "feature_store_unavailable, feature_store_timeout, unknown_product, encoder_failed, "
+        "ranker_failed, deadline_exceeded."
     )
 
 

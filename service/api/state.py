@@ -1,9 +1,9 @@
-"""Run-time state of the app: settings, the current bundle, the user store, the pipeline."""
+"""Run-time state of the app: settings, the bundle manager, the user store, the pipeline."""
 
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from service.engines.bundle import Bundle
+from service.deploy.manager import BundleManager
 from service.engines.user_store import UserStore
 from service.metrics import Metrics
 from service.pipeline.rank import RankingPipeline
@@ -16,12 +16,5 @@ class AppState:
     metrics: Metrics
     store: UserStore
     executor: ThreadPoolExecutor
-    bundle: Bundle | None = None
+    bundles: BundleManager
     pipeline: RankingPipeline | None = field(default=None, repr=False)
-
-    def current_bundle(self) -> Bundle:
-        # One attribute read: a swap replaces the reference, never mutates the bundle in use.
-        bundle = self.bundle
-        if bundle is None:
-            raise RuntimeError("no bundle loaded")
-        return bundle

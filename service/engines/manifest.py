@@ -1,19 +1,24 @@
 """The bundle manifest and the pointer to the current bundle; shared by export and serving.
 
 A bundle is one folder `exported_models/<version>/`; `exported_models/CURRENT` contains the
-version being served. Both are written to a temporary name and renamed, so a reader never sees
-a half-written bundle or pointer.
+version being served and `exported_models/PREVIOUS` the one served before it, for rollback.
+Bundles and pointers are written to a temporary name and renamed, so a reader never sees a
+half-written bundle or pointer.
 """
 
 import hashlib
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
 MANIFEST_SCHEMA_VERSION = 1
 MANIFEST_FILE = "manifest.json"
 CURRENT_POINTER = "CURRENT"
+PREVIOUS_POINTER = "PREVIOUS"
+# Version names are folder names under the models folder: no separators, no leading dot.
+_VERSION_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
 
 class BundleError(RuntimeError):
@@ -28,8 +33,25 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
+def check_version_name(version: str) -> str:
+    """Return `version` if it can name a bundle folder, else raise BundleError."""
+    if not _VERSION_NAME.fullmatch(version):
+        raise BundleError(
+            f"{version!r} is not a bundle version: use 1-128 letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit"
+        )
+    return version
+
+
 def read_current(models_dir: Path) -> str | None:
-    pointer = Path(models_dir) / CURRENT_POINTER
+    return _read_pointer(Path(models_dir) / CURRENT_POINTER)
+
+
+def read_previous(models_dir: Path) -> str | None:
+    return _read_pointer(Path(models_dir) / PREVIOUS_POINTER)
+
+
+def _read_pointer(pointer: Path) -> str | None:
     if not pointer.is_file():
         return None
     version = pointer.read_text().strip()
@@ -37,14 +59,22 @@ def read_current(models_dir: Path) -> str | None:
 
 
 def write_current(models_dir: Path, version: str) -> None:
+    """Point CURRENT at `version`; the version it named before becomes PREVIOUS."""
     models_dir = Path(models_dir)
     if not (models_dir / version / MANIFEST_FILE).is_file():
         raise BundleError(
             f"cannot point at bundle {version!r}: {models_dir / version / MANIFEST_FILE} does not exist"
         )
-    temporary = models_dir / f".{CURRENT_POINTER}.tmp"
+    before = read_current(models_dir)
+    if before is not None and before != version:
+        _write_pointer(models_dir, PREVIOUS_POINTER, before)
+    _write_pointer(models_dir, CURRENT_POINTER, version)
+
+
+def _write_pointer(models_dir: Path, name: str, version: str) -> None:
+    temporary = models_dir / f".{name}.{os.getpid()}.tmp"  # one per process: writers never share it
     temporary.write_text(version + "\n")
-    os.replace(temporary, models_dir / CURRENT_POINTER)
+    os.replace(temporary, models_dir / name)
 
 
 def read_manifest(bundle_dir: Path) -> dict[str, Any]:

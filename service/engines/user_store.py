@@ -1,13 +1,16 @@
 """User feature stores: Redis (one GET per request) or the bundle's snapshot."""
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
 import redis.asyncio as redis
 from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from service.features.user import UserFeatures, UserRecordError, decode_user, user_key
+from service.logging_setup import RepeatLimiter
 
 logger = logging.getLogger(__name__)
 
@@ -15,6 +18,7 @@ logger = logging.getLogger(__name__)
 USER_NOT_FOUND = "user_not_found"
 USER_RECORD_INVALID = "user_record_invalid"
 FEATURE_STORE_UNAVAILABLE = "feature_store_unavailable"
+FEATURE_STORE_TIMEOUT = "feature_store_timeout"
 
 
 @dataclass(frozen=True)
@@ -34,14 +38,32 @@ class UserStore(Protocol):
 
 
 class RedisUserStore:
+    """User records in Redis through a bounded connection pool.
+
+    A connection that fails is dropped and the next read opens a new one, so the store recovers
+    by itself once Redis is back; until then each read fails fast and ranks with defaults.
+    Password and TLS come from the URL (redis://:password@host/0, rediss://host).
+    """
+
     kind = "redis"
 
-    def __init__(self, url: str, prefix: str, timeout_seconds: float) -> None:
+    def __init__(
+        self,
+        url: str,
+        prefix: str,
+        timeout_seconds: float,
+        connect_timeout_seconds: float | None = None,
+        max_connections: int = 64,
+        on_error: Callable[[str], None] | None = None,
+    ) -> None:
         self.prefix = prefix
+        self.on_error = on_error or (lambda kind: None)
+        self.failure_log = RepeatLimiter(logger)
         self.client = redis.Redis.from_url(
             url,
             socket_timeout=timeout_seconds,
-            socket_connect_timeout=timeout_seconds,
+            socket_connect_timeout=connect_timeout_seconds or timeout_seconds,
+            max_connections=max_connections,
             health_check_interval=30,
         )
 
@@ -52,9 +74,17 @@ class RedisUserStore:
         except ResponseError as error:
             # The server replied WRONGTYPE: the key contains another Redis type, so the record is invalid.
             logger.warning("invalid feature record for user %s: %s", user_id, error)
+            self.on_error("wrong_type")
             return UserLookup(UserFeatures(), USER_RECORD_INVALID)
+        except RedisTimeoutError as error:
+            self.failure_log.log(
+                logging.WARNING, "feature store read timed out for user %s: %s", user_id, error
+            )
+            self.on_error("timeout")
+            return UserLookup(UserFeatures(), FEATURE_STORE_TIMEOUT)
         except (RedisError, OSError) as error:
-            logger.warning("feature store read failed for user %s: %s", user_id, error)
+            self.failure_log.log(logging.WARNING, "feature store read failed for user %s: %s", user_id, error)
+            self.on_error("connection")
             return UserLookup(UserFeatures(), FEATURE_STORE_UNAVAILABLE)
         if payload is None:
             return UserLookup(UserFeatures(), USER_NOT_FOUND)

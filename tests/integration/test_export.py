@@ -172,15 +172,6 @@ def test_no_current_bundle_message(tmp_path):
         load_bundle(tmp_path, None, "cpu", 1)
 
 
-@pytest.fixture(scope="module")
-def int8_bundle_dir(trained_run, tmp_path_factory) -> Path:
-    from training.export import export_bundle
-
-    models = tmp_path_factory.mktemp("int8_models")
-    version = export_bundle(trained_run, models, set_current=True, precision="int8")
-    return models / version
-
-
 def test_int8_manifest_records_quality(int8_bundle_dir):
     manifest = json.loads((int8_bundle_dir / "manifest.json").read_text())
     quantization = manifest["quantization"]

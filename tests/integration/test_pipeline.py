@@ -1,15 +1,25 @@
 """The ranking pipeline in process, with the real ONNX sessions of the test bundle."""
 
 import asyncio
+import dataclasses
+import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 
 import numpy as np
 import pytest
 
 from service.engines.bundle import load_bundle
 from service.engines.query_cache import QueryEmbeddingCache
-from service.engines.user_store import SnapshotUserStore
-from service.pipeline.rank import UNKNOWN_PRODUCT, Candidate, RankingPipeline
+from service.engines.user_store import FEATURE_STORE_TIMEOUT, SnapshotUserStore
+from service.pipeline.rank import (
+    DEADLINE_EXCEEDED,
+    ENCODER_FAILED,
+    RANKER_FAILED,
+    UNKNOWN_PRODUCT,
+    Candidate,
+    RankingPipeline,
+)
 from service.pipeline.timing import STAGES
 
 
@@ -21,7 +31,7 @@ def bundle(models_dir):
 @pytest.fixture(scope="module")
 def pipeline(bundle):
     executor = ThreadPoolExecutor(max_workers=1)
-    yield RankingPipeline(SnapshotUserStore(bundle.user_snapshot), executor, lambda: bundle)
+    yield RankingPipeline(SnapshotUserStore(bundle.user_snapshot), executor, lambda: nullcontext(bundle))
     executor.shutdown()
 
 
@@ -138,7 +148,9 @@ def test_stage_timings_recorded(pipeline, bundle):
 
 def test_query_cache_hit_same_scores(bundle):
     executor = ThreadPoolExecutor(max_workers=1)
-    cached = RankingPipeline(SnapshotUserStore({}), executor, lambda: bundle, QueryEmbeddingCache(10))
+    cached = RankingPipeline(
+        SnapshotUserStore({}), executor, lambda: nullcontext(bundle), QueryEmbeddingCache(10)
+    )
     candidates = some_products(bundle, 20)
 
     first = rank(cached, "Cordless  Drill", candidates)
@@ -152,7 +164,9 @@ def test_query_cache_hit_same_scores(bundle):
 
 def test_new_titles_capped(bundle):
     executor = ThreadPoolExecutor(max_workers=1)
-    capped = RankingPipeline(SnapshotUserStore({}), executor, lambda: bundle, None, max_new_titles=1)
+    capped = RankingPipeline(
+        SnapshotUserStore({}), executor, lambda: nullcontext(bundle), None, max_new_titles=1
+    )
     candidates = [Candidate("new-1", "Cordless Drill"), Candidate("new-2", "Hammer Drill Kit")]
 
     result = rank(capped, "drill", candidates)
@@ -165,3 +179,84 @@ def test_blank_title_counts_as_untitled(pipeline):
     result = rank(pipeline, "drill", [Candidate("new-1", "   ")])
 
     assert result.degraded_reasons == [UNKNOWN_PRODUCT]
+
+
+class FailingEncoder:
+    """Stands in for the query encoder (a seam) to play an ONNX Runtime failure."""
+
+    def __init__(self, dimension: int) -> None:
+        self.dimension = dimension
+
+    def embed(self, texts):
+        raise RuntimeError("encoder session failed")
+
+
+class FailingRanker:
+    def __init__(self, tasks) -> None:
+        self.tasks = tasks
+
+    def score(self, *inputs):
+        raise RuntimeError("ranker session failed")
+
+
+def pipeline_for(bundle, **options):
+    executor = ThreadPoolExecutor(max_workers=1)
+    return RankingPipeline(SnapshotUserStore({}), executor, lambda: nullcontext(bundle), **options)
+
+
+def test_encoder_failure_ranks_without_text(bundle):
+    broken = dataclasses.replace(bundle, encoder=FailingEncoder(bundle.encoder.dimension))
+    candidates = some_products(bundle, 20)
+
+    result = rank(pipeline_for(broken), "cordless drill", candidates)
+
+    assert result.degraded_reasons == [ENCODER_FAILED]
+    assert sorted(i.product_id for i in result.items) == sorted(c.product_id for c in candidates)
+    assert all(i.score is not None for i in result.items)
+
+
+def test_ranker_failure_returns_input_order(bundle):
+    broken = dataclasses.replace(bundle, ranker=FailingRanker(bundle.ranker.tasks))
+    candidates = some_products(bundle, 20)
+
+    result = rank(pipeline_for(broken), "cordless drill", candidates, top_k=5)
+
+    assert result.degraded_reasons == [RANKER_FAILED]
+    assert [i.product_id for i in result.items] == [c.product_id for c in candidates[:5]]
+    assert all(i.score is None and i.task_scores == {} for i in result.items)
+
+
+def test_deadline_passed_returns_input_order(bundle):
+    candidates = some_products(bundle, 200)
+
+    result = rank(pipeline_for(bundle, deadline_seconds=1e-6), "cordless drill", candidates)
+
+    assert result.degraded_reasons == [DEADLINE_EXCEEDED]
+    assert [i.product_id for i in result.items] == [c.product_id for c in candidates]
+
+
+class SlowStore:
+    kind = "slow"
+
+    async def lookup(self, user_id):
+        await asyncio.sleep(5)
+
+    async def ping(self):
+        return True
+
+    async def close(self):
+        return None
+
+
+def test_slow_user_store_times_out_with_defaults(bundle):
+    executor = ThreadPoolExecutor(max_workers=1)
+    pipeline = RankingPipeline(
+        SlowStore(), executor, lambda: nullcontext(bundle), deadline_seconds=0.3, user_timeout_seconds=0.05
+    )
+    started = time.perf_counter()
+
+    result = rank(pipeline, "cordless drill", some_products(bundle, 20), user_id="u1")
+
+    assert time.perf_counter() - started < 0.3
+    assert result.degraded_reasons == [FEATURE_STORE_TIMEOUT]
+    assert all(i.score is not None for i in result.items)

@@ -23,7 +23,9 @@ STARTUP_SECONDS = 90
 
 
 class ServiceProcess:
-    def __init__(self, models_dir: Path, redis_url: str, log_path: Path) -> None:
+    def __init__(
+        self, models_dir: Path, redis_url: str, log_path: Path, extra_env: dict[str, str] | None = None
+    ) -> None:
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         env = {
@@ -32,6 +34,7 @@ class ServiceProcess:
             "RANKER_REDIS_URL": redis_url,
             "RANKER_REDIS_TIMEOUT_SECONDS": "0.2",
             "RANKER_PORT": str(self.port),
+            **(extra_env or {}),
         }
         self.log_path = log_path
         self.process = subprocess.Popen(

@@ -7,6 +7,7 @@ import pytest
 import redis
 
 from service.engines.user_store import (
+    FEATURE_STORE_TIMEOUT,
     FEATURE_STORE_UNAVAILABLE,
     USER_NOT_FOUND,
     USER_RECORD_INVALID,
@@ -14,7 +15,7 @@ from service.engines.user_store import (
 )
 from service.feature_loader import load_user_features, read_user_records
 from service.features.user import UserFeatures, encode_user
-from tests.conftest import free_port
+from tests.conftest import RedisServer, free_port
 
 PREFIX = "test-store"
 ALICE = UserFeatures(
@@ -113,3 +114,56 @@ def test_lookup_wrong_key_type(redis_server, client):
     result = lookup(redis_server.url, "hash-user")
 
     assert result.degraded_reason == USER_RECORD_INVALID
+
+
+@pytest.fixture(scope="module")
+def password_redis(tmp_path_factory):
+    server = RedisServer(tmp_path_factory.mktemp("redis-password"), password="s3cret-pass")
+    yield server
+    server.stop()
+
+
+def test_password_from_url(password_redis):
+    with redis.Redis.from_url(password_redis.url) as writer:
+        writer.set(f"{PREFIX}:user:v1:alice", encode_user(ALICE))
+
+    result = lookup(password_redis.url, "alice")
+
+    assert result.degraded_reason is None
+    assert result.features == ALICE
+
+
+def test_wrong_password_degrades_and_counts(password_redis):
+    wrong_url = password_redis.url.replace("s3cret-pass", "wrong")
+    errors = []
+
+    async def run():
+        store = RedisUserStore(wrong_url, PREFIX, 0.5, on_error=errors.append)
+        try:
+            return await store.lookup("alice")
+        finally:
+            await store.close()
+
+    result = asyncio.run(run())
+
+    assert result.degraded_reason == FEATURE_STORE_UNAVAILABLE
+    assert errors == ["connection"]
+
+
+def test_paused_redis_times_out(password_redis):
+    errors = []
+
+    async def run():
+        store = RedisUserStore(password_redis.url, PREFIX, 0.1, on_error=errors.append)
+        try:
+            await store.lookup("alice")  # connect while Redis answers
+            password_redis.pause()
+            return await store.lookup("alice")
+        finally:
+            password_redis.resume()
+            await store.close()
+
+    result = asyncio.run(run())
+
+    assert result.degraded_reason == FEATURE_STORE_TIMEOUT
+    assert errors == ["timeout"]

@@ -1,0 +1,217 @@
+"""Bundle checks and swaps in process: real bundles, real ONNX sessions, tampered copies."""
+
+import asyncio
+import gc
+import json
+import weakref
+
+import pytest
+
+from service.deploy.checks import check_bundle
+from service.deploy.golden import GOLDEN_FILE
+from service.deploy.manager import BundleManager
+from service.engines.manifest import BundleError, read_current, read_previous, write_current
+from service.metrics import Metrics
+from tests.integration.bundle_copies import (
+    flip_byte,
+    link_bundle,
+    read_manifest,
+    replace_file,
+    truncate,
+    write_manifest,
+)
+
+
+@pytest.fixture()
+def models(tmp_path, bundle_dir, int8_bundle_dir):
+    """A models folder with two good bundles, `good-a` (fp32, CURRENT) and `good-b` (int8)."""
+    link_bundle(bundle_dir, tmp_path, "good-a")
+    link_bundle(int8_bundle_dir, tmp_path, "good-b")
+    write_current(tmp_path, "good-a")
+    return tmp_path
+
+
+def reloads(metrics: Metrics, result: str) -> float:
+    return metrics.registry.get_sample_value("ranker_bundle_reloads_total", {"result": result}) or 0.0
+
+
+def test_manifest_records_golden_requests(bundle_dir):
+    manifest = read_manifest(bundle_dir)
+
+    assert manifest["golden"]["requests"] >= 6
+    assert GOLDEN_FILE in manifest["files"]
+
+
+def test_good_bundles_pass_every_check(models):
+    for version in ("good-a", "good-b"):
+        bundle = check_bundle(models, version, "cpu", 1)
+        assert bundle.warmed
+
+
+def checksum_mismatch(bundle):
+    flip_byte(bundle / "product_embeddings.npy")
+
+
+def truncated_graph(bundle):
+    truncate(bundle / "ranker.onnx")
+    write_manifest(bundle, read_manifest(bundle), rehash=("ranker.onnx",))
+
+
+def missing_file(bundle):
+    (bundle / "encoder.onnx").unlink()
+
+
+def newer_manifest_schema(bundle):
+    manifest = read_manifest(bundle)
+    manifest["schema_version"] = 2
+    write_manifest(bundle, manifest)
+
+
+def other_feature_schema(bundle):
+    manifest = read_manifest(bundle)
+    manifest["feature_schema"]["continuous"][0] = "a_feature_this_service_lacks"
+    write_manifest(bundle, manifest)
+
+
+def graph_inputs_differ_from_manifest(bundle):
+    manifest = read_manifest(bundle)
+    manifest["ranker"]["inputs"][1]["dtype"] = "tensor(double)"
+    write_manifest(bundle, manifest)
+
+
+def golden_scores_differ(bundle):
+    golden = json.loads((bundle / GOLDEN_FILE).read_text())
+    golden["requests"][0]["probabilities"][0][0] += 0.01
+    replace_file(bundle / GOLDEN_FILE, json.dumps(golden).encode())
+    write_manifest(bundle, read_manifest(bundle), rehash=(GOLDEN_FILE,))
+
+
+def no_golden_requests(bundle):
+    manifest = read_manifest(bundle)
+    del manifest["golden"]
+    write_manifest(bundle, manifest)
+
+
+BROKEN = {
+    checksum_mismatch: "product_embeddings.npy: sha256 mismatch",
+    truncated_graph: "could not be loaded",
+    missing_file: "encoder.onnx: missing",
+    newer_manifest_schema: "schema_version=2",
+    other_feature_schema: "feature schema differs",
+    graph_inputs_differ_from_manifest: "ranker inputs are",
+    golden_scores_differ: "does not reproduce its golden requests",
+    no_golden_requests: "no golden requests",
+}
+
+
+@pytest.mark.parametrize("damage", BROKEN, ids=lambda f: f.__name__)
+def test_broken_bundle_refused_and_old_keeps_serving(models, bundle_dir, damage):
+    damage(link_bundle(bundle_dir, models, "broken"))
+    metrics = Metrics()
+    manager = BundleManager(models, metrics, "cpu", 1)
+
+    async def scenario():
+        await manager.start(None)
+        with pytest.raises(BundleError, match=BROKEN[damage]):
+            await manager.deploy("broken", source="test")
+
+    asyncio.run(scenario())
+
+    assert manager.current.version == "good-a"
+    assert reloads(metrics, "rejected") == 1
+    assert manager.last_rejection.version == "broken"
+    assert read_current(models) == "good-a"  # the pointer is left alone
+
+
+def test_swap_keeps_leased_bundle_until_request_ends(models):
+    manager = BundleManager(models, Metrics(), "cpu", 1)
+
+    async def scenario():
+        await manager.start(None)
+        with manager.lease() as held:
+            await manager.deploy("good-b", source="test")
+            # A request that started before the swap keeps its bundle to the end.
+            assert held.version == "good-a"
+            assert [b["version"] for b in manager.loaded_versions()] == ["good-b", "good-a"]
+            with manager.lease() as fresh:
+                assert fresh.version == "good-b"
+            return weakref.ref(held)
+
+    old = asyncio.run(scenario())
+    gc.collect()
+
+    assert manager.loaded_versions() == [{"version": "good-b", "in_flight": 0}]
+    assert old() is None  # its ONNX sessions are gone
+    assert (read_current(models), read_previous(models)) == ("good-b", "good-a")
+
+
+def test_rollback_serves_previous_bundle(models):
+    manager = BundleManager(models, Metrics(), "cpu", 1)
+
+    async def scenario():
+        await manager.start(None)
+        await manager.deploy("good-b", source="test")
+        await manager.rollback()
+
+    asyncio.run(scenario())
+
+    assert manager.current.version == "good-a"
+    assert (read_current(models), read_previous(models)) == ("good-a", "good-b")
+
+
+def test_rollback_without_previous_is_refused(models):
+    manager = BundleManager(models, Metrics(), "cpu", 1)
+
+    async def scenario():
+        await manager.start(None)
+        with pytest.raises(BundleError, match="no previous bundle"):
+            await manager.rollback()
+
+    asyncio.run(scenario())
+
+
+def test_start_falls_back_to_previous_when_current_is_broken(models, bundle_dir):
+    truncated_graph(link_bundle(bundle_dir, models, "broken"))
+    write_current(models, "broken")  # PREVIOUS is now good-a
+
+    manager = BundleManager(models, Metrics(), "cpu", 1)
+    asyncio.run(manager.start(None))
+
+    assert manager.current.version == "good-a"
+
+
+def test_watcher_follows_pointer_and_skips_refused_version(models, bundle_dir):
+    checksum_mismatch(link_bundle(bundle_dir, models, "broken"))
+    metrics = Metrics()
+    manager = BundleManager(models, metrics, "cpu", 1)
+
+    async def scenario():
+        await manager.start(None)
+        watcher = asyncio.create_task(manager.watch_pointer(0.05))
+        write_current(models, "broken")
+        await asyncio.sleep(1.0)
+        assert manager.current.version == "good-a"
+        write_current(models, "good-b")
+        for _ in range(200):
+            await asyncio.sleep(0.05)
+            if manager.current.version == "good-b":
+                break
+        watcher.cancel()
+
+    asyncio.run(scenario())
+
+    assert manager.current.version == "good-b"
+    assert reloads(metrics, "rejected") == 1  # refused once, not once per poll
+    assert reloads(metrics, "success") == 2  # start-up and good-b
+
+
+@pytest.mark.parametrize("version", ["../good-a", ".staging-x", "a/b", ""])
+def test_version_names_outside_the_models_folder_refused(models, version):
+    manager = BundleManager(models, Metrics(), "cpu", 1)
+
+    async def scenario():
+        await manager.start(None)
+        with pytest.raises(BundleError, match="not a bundle version"):
+            await manager.deploy(version, source="test")
+
+    asyncio.run(scenario())
