@@ -55,7 +55,7 @@ class RedisServer:
     that accepts connections but never answers.
     """
 
-    def __init__(self, workdir: Path, password: str | None = None) -> None:
+    def __init__(self, workdir: Path, password: str | None = None, tls_cert: Path | None = None) -> None:
         self.binary = shutil.which("redis-server")
         if self.binary is None:
             pytest.fail(
@@ -63,14 +63,23 @@ class RedisServer:
             )
         self.workdir = workdir
         self.password = password
+        self.tls_cert = tls_cert  # a self-signed certificate with its key in the same PEM file
         self.port = free_port()
         auth = f":{password}@" if password else ""
-        self.url = f"redis://{auth}127.0.0.1:{self.port}/0"
+        if tls_cert is None:
+            self.url = f"redis://{auth}127.0.0.1:{self.port}/0"
+        else:
+            self.url = f"rediss://{auth}127.0.0.1:{self.port}/0?ssl_ca_certs={tls_cert}"
         self.process: subprocess.Popen | None = None
         self.start()
 
     def start(self) -> None:
-        arguments = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", ""]
+        if self.tls_cert is None:
+            arguments = [self.binary, "--port", str(self.port)]
+        else:
+            arguments = [self.binary, "--port", "0", "--tls-port", str(self.port), "--tls-auth-clients", "no"]
+            arguments += ["--tls-cert-file", str(self.tls_cert), "--tls-key-file", str(self.tls_cert)]
+        arguments += ["--bind", "127.0.0.1", "--save", ""]
         arguments += ["--appendonly", "no", "--dir", str(self.workdir)]
         if self.password:
             arguments += ["--requirepass", self.password]

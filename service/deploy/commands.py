@@ -3,7 +3,7 @@
 Without --url the command runs the same checks a service runs (service/deploy/checks.py) and
 then writes the pointer; every service that follows CURRENT swaps within
 RANKER_BUNDLE_POLL_SECONDS. With --url it calls the service's admin endpoint instead, which
-checks, swaps and writes the pointer itself, and the reply says at once whether it worked.
+checks, swaps and writes the pointer itself, and its response shows at once whether the swap worked.
 """
 
 import argparse
@@ -101,7 +101,9 @@ def _call_admin(base_url: str, path: str, body: dict) -> int:
             status = json.loads(response.read())
     except urllib.error.HTTPError as error:
         detail = json.loads(error.read() or b"{}").get("error", {})
-        logger.error("service refused (%d %s): %s", error.code, detail.get("code"), detail.get("message"))
+        logger.error(
+            "service rejected the request (%d %s): %s", error.code, detail.get("code"), detail.get("message")
+        )
         return 1
     except urllib.error.URLError as error:
         logger.error("cannot reach %s: %s", base_url, error.reason)

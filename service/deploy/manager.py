@@ -55,7 +55,7 @@ class BundleManager:
         self.last_rejection: Rejection | None = None
         self._leases: dict[int, int] = {}  # id(bundle) -> requests in flight
         self._retiring: dict[int, Bundle] = {}  # replaced bundles that still have leases
-        self._refused_pointer: str | None = None
+        self._rejected_pointer: str | None = None
         self._swap_lock = asyncio.Lock()
         # Loading runs beside inference, never in its pool: a 2 s load must not queue requests.
         self._loader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bundle-loader")
@@ -102,7 +102,7 @@ class BundleManager:
             previous = read_previous(self.models_dir)
             if previous is None:
                 raise
-            logger.error("CURRENT bundle %s was refused at start-up; serving PREVIOUS %s", current, previous)
+            logger.error("CURRENT bundle %s was rejected at start-up; serving PREVIOUS %s", current, previous)
             return await self.deploy(previous, source="start-up fallback", write_pointer=False)
 
     async def deploy(self, version: str, source: str, write_pointer: bool = True) -> Bundle:
@@ -151,12 +151,12 @@ class BundleManager:
         self.last_rejection = Rejection(version, source, reason, time.time())
         self.metrics.bundle_reloads.labels(result="rejected").inc()
         serving = self.current.version if self.current else "none"
-        logger.error("bundle %s refused (%s): %s; still serving %s", version, source, reason, serving)
+        logger.error("bundle %s rejected (%s): %s; still serving %s", version, source, reason, serving)
 
     # Pointer watcher ------------------------------------------------------------------------
 
     async def watch_pointer(self, interval_seconds: float) -> None:
-        """Follow CURRENT: swap when it names another bundle. A refused version is not retried
+        """Follow CURRENT: swap when it names another bundle. A rejected version is not retried
         until CURRENT names something else in between."""
         while True:
             await asyncio.sleep(interval_seconds)
@@ -165,16 +165,16 @@ class BundleManager:
             except OSError as error:
                 logger.warning("cannot read %s: %s", self.models_dir / "CURRENT", error)
                 continue
-            if pointer != self._refused_pointer:
-                self._refused_pointer = None
-            if pointer in (None, self._refused_pointer) or self.current is None:
+            if pointer != self._rejected_pointer:
+                self._rejected_pointer = None
+            if pointer in (None, self._rejected_pointer) or self.current is None:
                 continue
             if pointer == self.current.version:
                 continue
             try:
                 await self.deploy(pointer, source="CURRENT pointer", write_pointer=False)
             except BundleError:
-                self._refused_pointer = pointer
+                self._rejected_pointer = pointer
 
     def close(self) -> None:
         self._loader.shutdown(wait=False, cancel_futures=True)

@@ -178,7 +178,7 @@ class RankingPipeline:
 
 
 def input_order(candidates: Sequence[Candidate], top_k: int | None) -> list[RankedItem]:
-    """The fallback order when nothing could be scored: candidates as sent, without scores."""
+    """Return the fallback order when nothing could be scored: candidates as sent, without scores."""
     kept = candidates[:top_k] if top_k is not None else candidates
     return [RankedItem(c.product_id, rank, None, {}) for rank, c in enumerate(kept, start=1)]
 

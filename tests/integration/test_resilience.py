@@ -1,6 +1,9 @@
 """The service as a separate process under failure: bundle swaps under load, a Redis that dies,
 restarts or hangs, overload, and admin access."""
 
+import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -10,7 +13,7 @@ import pytest
 
 from service.engines.manifest import read_current, write_current
 from service.feature_loader import load_user_features, read_user_records
-from tests.conftest import RedisServer
+from tests.conftest import REPO_ROOT, RedisServer
 from tests.integration.bundle_copies import flip_byte, link_bundle
 from tests.integration.test_service_process import ServiceProcess
 
@@ -250,3 +253,34 @@ def test_overload_gets_429_with_retry_after(service, bundle_dir):
     refused = next(r for r in responses if r.status_code == 429)
     assert refused.headers["retry-after"] == "1"
     assert refused.json()["error"]["code"] == "overloaded"
+
+
+def test_deploy_command_calls_running_service(service):
+    deploy(service, "good-a")
+
+    result = subprocess.run(
+        [sys.executable, "-m", "service.cli", "deploy", "good-b", "--url", service.base_url],
+        cwd=REPO_ROOT,
+        env={**os.environ, "RANKER_ADMIN_TOKEN": TOKEN},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert "now serves bundle good-b" in result.stderr
+    assert serving(service) == "good-b"
+
+
+def test_deploy_command_reports_rejection(service):
+    result = subprocess.run(
+        [sys.executable, "-m", "service.cli", "deploy", "broken", "--url", service.base_url],
+        cwd=REPO_ROOT,
+        env={**os.environ, "RANKER_ADMIN_TOKEN": TOKEN},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+    assert result.returncode == 1
+    assert "bundle_rejected" in result.stderr

@@ -1,6 +1,7 @@
 """User feature stores against a real redis-server, and the bulk loader."""
 
 import asyncio
+import subprocess
 
 import orjson
 import pytest
@@ -167,3 +168,37 @@ def test_paused_redis_times_out(password_redis):
 
     assert result.degraded_reason == FEATURE_STORE_TIMEOUT
     assert errors == ["timeout"]
+
+
+@pytest.fixture(scope="module")
+def tls_redis(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("redis-tls")
+    pem = folder / "server.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1"]
+        + ["-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(pem), "-out", str(pem)],
+        check=True,
+        capture_output=True,
+    )
+    server = RedisServer(folder, password="tls-pass", tls_cert=pem)
+    yield server
+    server.stop()
+
+
+def test_tls_and_password_from_url(tls_redis):
+    with redis.Redis.from_url(tls_redis.url) as writer:
+        writer.set(f"{PREFIX}:user:v1:alice", encode_user(ALICE))
+
+    result = lookup(tls_redis.url, "alice")
+
+    assert tls_redis.url.startswith("rediss://")
+    assert result.degraded_reason is None
+    assert result.features == ALICE
+
+
+def test_plain_connection_to_tls_port_degrades(tls_redis):
+    plain_url = tls_redis.url.replace("rediss://", "redis://").split("?")[0]
+
+    result = lookup(plain_url, "alice", timeout=0.3)
+
+    assert result.degraded_reason in (FEATURE_STORE_UNAVAILABLE, FEATURE_STORE_TIMEOUT)
