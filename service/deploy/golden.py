@@ -18,8 +18,8 @@ from service.pipeline.rank import Candidate, score_candidates
 from service.pipeline.timing import StageTimer
 
 GOLDEN_FILE = "golden.json"
-# Largest allowed difference of one task probability. fp32 graphs reproduce their own recorded
-# values to about 1e-6 on the CPU that exported them. Other CPUs and CUDA kernels differ more:
+# Largest allowed difference of one task probability. A bundle reproduces its recorded values
+# exactly on the machine that exported it. Other CPUs and CUDA kernels change the last digits:
 # an estimate of up to 1e-4, which this tolerance covers ten times over.
 GOLDEN_TOLERANCE = 1e-3
 GOLDEN_CANDIDATES = 40
