@@ -101,9 +101,13 @@ class Settings(BaseSettings):
     @field_validator("admin_token")
     @classmethod
     def _empty_token_means_off(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is None or not value.get_secret_value().strip():
+        token = value.get_secret_value().strip() if value is not None else ""
+        if not token:
             return None
-        return value
+        # HTTP header values are Latin-1 at best; visible ASCII works with every client.
+        if not all("!" <= character <= "~" for character in token):
+            raise ValueError("the admin token must be visible ASCII characters without spaces")
+        return SecretStr(token)
 
     @field_validator("redis_url")
     @classmethod

@@ -31,6 +31,7 @@ from service.engines.manifest import (
     MANIFEST_FILE,
     MANIFEST_SCHEMA_VERSION,
     sha256_of,
+    usable_current,
     write_current,
 )
 from service.engines.ranker import RANKER_INPUTS, RANKER_OUTPUT
@@ -72,7 +73,7 @@ def export_bundle(run_dir: Path, models_dir: Path, set_current: bool = True, pre
         raise
     os.replace(staging, models_dir / version)
     if set_current:
-        write_current(models_dir, version)
+        write_current(models_dir, version, previous=usable_current(models_dir))
     logger.info(
         "bundle %s written to %s%s", version, models_dir / version, " (now current)" if set_current else ""
     )

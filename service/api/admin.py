@@ -93,12 +93,22 @@ async def rollback(request: Request) -> Response:
 def _status(state: AppState) -> dict:
     manager = state.bundles
     rejection = manager.last_rejection
+    serving = manager.current.version if manager.current else None
+    previous = _pointer_or_problem(read_previous, manager) or manager.previous_version
     return {
-        "serving": manager.current.version if manager.current else None,
-        "previous": manager.previous_version or read_previous(manager.models_dir),
-        "current_pointer": read_current(manager.models_dir),
+        "serving": serving,
+        "previous": previous if previous != serving else None,
+        "current_pointer": _pointer_or_problem(read_current, manager),
         "loaded": manager.loaded_versions(),
         "last_rejection": None
         if rejection is None
         else {"version": rejection.version, "source": rejection.source, "reason": rejection.reason},
     }
+
+
+def _pointer_or_problem(read_pointer, manager) -> str | None:
+    """Return the version a pointer file names, or what is wrong with the file."""
+    try:
+        return read_pointer(manager.models_dir)
+    except BundleError as error:
+        return f"invalid: {error}"

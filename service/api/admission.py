@@ -5,12 +5,15 @@ the queue misses its deadline. Refusing early keeps the accepted ones fast and t
 (or its load balancer) to try another replica. Health, readiness and metrics are never refused.
 """
 
+from types import SimpleNamespace
+
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from service.api.errors import api_error_response, overloaded_error
 from service.metrics import Metrics
 
 LIMITED_PATH = "/rank"
+_LIMITED_ROUTE = SimpleNamespace(path=LIMITED_PATH)
 
 
 class InflightLimit:
@@ -26,6 +29,8 @@ class InflightLimit:
             return
         if self.inflight >= self.limit:
             self.metrics.overloaded.inc()
+            # The router never sees this request: name the route for the request counter outside.
+            scope["route"] = _LIMITED_ROUTE
             request_id = scope.get("state", {}).get("request_id", "")
             await api_error_response(request_id, overloaded_error(self.limit))(scope, receive, send)
             return

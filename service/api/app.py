@@ -97,7 +97,8 @@ def _start_watcher(settings: Settings, state: AppState) -> asyncio.Task | None:
 def _user_store(settings: Settings, bundle: Bundle, metrics: Metrics) -> UserStore:
     if settings.redis_url is None:
         logger.warning(
-            "no Redis configured (RANKER_REDIS_URL is empty): user features come from the bundle snapshot "
+            "no Redis configured (RANKER_REDIS_URL or --redis-url is none or empty): user features come "
+            "from the bundle snapshot "
             "of %d users and will not change until the next bundle",
             len(bundle.user_snapshot),
         )

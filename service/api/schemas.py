@@ -2,14 +2,20 @@
 
 import math
 import re
+import unicodedata
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, field_validator, model_validator
 
 # C0 and C1 control characters (Unicode category Cc): tabs, newlines, NUL, DEL and the like.
 # A query reaches the tokenizer with each replaced by a space. Format characters (Cf), such as
 # right-to-left marks and the zero-width joiner inside emoji, are kept.
 _CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 MAX_TOP_K = 10_000
+
+
+def _visible(character: str) -> bool:
+    """Return whether a character shows as text: not whitespace, control or format (zero-width)."""
+    return not character.isspace() and unicodedata.category(character) not in ("Cc", "Cf")
 
 
 RANK_EXAMPLE = {
@@ -44,20 +50,22 @@ class RankRequest(BaseModel):
     candidates: list[CandidateIn] = Field(
         min_length=1, description="Products to rank; product ids must be unique."
     )
-    top_k: int | None = Field(
+    top_k: StrictInt | None = Field(
         None,
         ge=1,
         le=MAX_TOP_K,
         description="Return only the best top_k items (default: all); more than the candidates returns all.",
     )
-    explain: bool = Field(False, description="Add per-task probabilities and feature values to each item.")
+    explain: StrictBool = Field(
+        False, description="Add per-task probabilities and feature values to each item."
+    )
 
     @field_validator("query")
     @classmethod
     def _query_has_text(cls, query: str) -> str:
         query = _CONTROL_CHARACTERS.sub(" ", query)
-        if not query.strip():
-            raise ValueError("query is empty or only whitespace; send the user's search text")
+        if not any(_visible(character) for character in query):
+            raise ValueError("query has no visible characters; send the user's search text")
         return query
 
     @model_validator(mode="after")

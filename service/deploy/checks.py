@@ -26,16 +26,20 @@ logger = logging.getLogger(__name__)
 def check_bundle(models_dir: Path, version: str, device: str, intra_op_threads: int) -> Bundle:
     """Load `version` and run every check; return the warmed bundle or raise BundleError."""
     started = time.perf_counter()
+    check_location(Path(models_dir), version)
     try:
         # Manifest schema version, sha256 of every file, feature names, embedding dimensions.
         bundle = load_bundle(models_dir, version, device, intra_op_threads)
+        check_manifest_version(bundle)
+        check_graph_io(bundle)
+        warm_up(bundle)
+        worst = verify_golden(bundle)
     except BundleError:
         raise
-    except Exception as error:  # a truncated graph fails inside ONNX Runtime with its own types
-        raise BundleError(f"bundle {version} could not be loaded: {type(error).__name__}: {error}") from error
-    check_graph_io(bundle)
-    warm_up(bundle)
-    worst = verify_golden(bundle)
+    except Exception as error:
+        # A damaged file or manifest fails inside ONNX Runtime, numpy or a dict lookup with their
+        # own exception types; each one means the bundle cannot serve.
+        raise BundleError(f"bundle {version} is invalid: {type(error).__name__}: {error}") from error
     logger.info(
         "bundle %s passed its checks in %.2fs (golden requests within %.1e)",
         version,
@@ -43,6 +47,25 @@ def check_bundle(models_dir: Path, version: str, device: str, intra_op_threads: 
         worst,
     )
     return bundle
+
+
+def check_location(models_dir: Path, version: str) -> None:
+    """Reject a bundle folder that is a symbolic link or lies outside the models folder."""
+    folder = models_dir / version
+    if folder.is_symlink() or folder.resolve().parent != models_dir.resolve():
+        raise BundleError(
+            f"bundle {version} is a symbolic link or outside {models_dir}; copy the bundle folder there"
+        )
+
+
+def check_manifest_version(bundle: Bundle) -> None:
+    """Require the folder name to match the manifest's version, which responses report."""
+    recorded = bundle.manifest.get("version")
+    if recorded != bundle.version:
+        raise BundleError(
+            f"bundle folder {bundle.version} contains the manifest of version {recorded!r}; "
+            "keep the folder name that `ranker export` gave it"
+        )
 
 
 def check_graph_io(bundle: Bundle) -> None:

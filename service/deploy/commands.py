@@ -19,7 +19,9 @@ from service.engines.manifest import (
     BundleError,
     check_version_name,
     read_current,
+    read_manifest,
     read_previous,
+    verify_checksums,
     write_current,
 )
 
@@ -74,19 +76,34 @@ def run_rollback(args: argparse.Namespace) -> int:
 def _point_at(models_dir: Path, version: str) -> int:
     from service.deploy.checks import check_bundle  # loads ONNX Runtime: only when needed
 
-    before = read_current(models_dir)
     check_bundle(models_dir, version, device="cpu", intra_op_threads=1)
-    write_current(models_dir, version)
+    previous = _rollback_target(models_dir, version)
+    write_current(models_dir, version, previous=previous)
     logger.info(
         "bundle %s passed its checks; CURRENT names it (PREVIOUS: %s). Services that follow CURRENT "
         "swap within RANKER_BUNDLE_POLL_SECONDS.",
         version,
-        read_previous(models_dir) if before != version else before,
+        read_previous(models_dir) or "none",
     )
     return 0
 
 
+def _rollback_target(models_dir: Path, version: str) -> str | None:
+    """Return the bundle CURRENT names when its files match its manifest, else None (PREVIOUS
+    then stays as it is), so a rejected bundle never becomes the rollback target."""
+    try:
+        before = read_current(models_dir)
+        if before is None or before == version:
+            return None
+        verify_checksums(models_dir / before, read_manifest(models_dir / before))
+    except BundleError as error:
+        logger.warning("PREVIOUS left unchanged: the bundle CURRENT named is not usable (%s)", error)
+        return None
+    return before
+
+
 def _call_admin(base_url: str, path: str, body: dict) -> int:
+    """POST to an admin endpoint; return 0 on success, 2 when the service rejects the request."""
     token = os.environ.get("RANKER_ADMIN_TOKEN", "")
     if not token:
         raise ValueError("RANKER_ADMIN_TOKEN is not set; export the token the service was started with")
@@ -98,15 +115,31 @@ def _call_admin(base_url: str, path: str, body: dict) -> int:
     )
     try:
         with urllib.request.urlopen(request, timeout=ADMIN_TIMEOUT_SECONDS) as response:
-            status = json.loads(response.read())
+            status = _json_or_none(response.read())
     except urllib.error.HTTPError as error:
-        detail = json.loads(error.read() or b"{}").get("error", {})
+        detail = (_json_or_none(error.read()) or {}).get("error", {})
+        outcome = "failed" if error.code >= 500 else "rejected the request"
         logger.error(
-            "service rejected the request (%d %s): %s", error.code, detail.get("code"), detail.get("message")
+            "service %s (%d %s): %s",
+            outcome,
+            error.code,
+            detail.get("code"),
+            detail.get("message", error.reason),
         )
-        return 1
+        return 2
     except urllib.error.URLError as error:
         logger.error("cannot reach %s: %s", base_url, error.reason)
-        return 1
+        return 2
+    if status is None or "serving" not in status:
+        logger.error("%s%s did not return the admin status JSON; is --url a ranker service?", base_url, path)
+        return 2
     logger.info("service now serves bundle %s (previous: %s)", status["serving"], status["previous"])
     return 0
+
+
+def _json_or_none(payload: bytes) -> dict | None:
+    try:
+        value = json.loads(payload)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None

@@ -22,6 +22,9 @@ GOLDEN_FILE = "golden.json"
 # exactly on the machine that exported it. Other CPUs and CUDA kernels change the last digits:
 # an estimate of up to 1e-4, which this tolerance covers ten times over.
 GOLDEN_TOLERANCE = 1e-3
+# Fused scores are weighted sums of log probabilities, so a probability change near 0 moves them
+# much more; this bound still catches an edited fusion weight, which moves them by whole units.
+GOLDEN_SCORE_TOLERANCE = 0.05
 GOLDEN_CANDIDATES = 40
 
 
@@ -43,18 +46,25 @@ def golden_requests(bundle: Bundle) -> list[dict]:
     return requests
 
 
-def score_golden(bundle: Bundle, request: dict) -> np.ndarray:
-    """Return task probabilities float32 [candidates, tasks] for one golden request."""
+def score_golden(bundle: Bundle, request: dict) -> tuple[np.ndarray, np.ndarray]:
+    """Return task probabilities [candidates, tasks] and fused scores [candidates] for one request.
+
+    The fused scores depend on the manifest's fusion weights, so comparing them also catches an
+    edited manifest.
+    """
     user = UserFeatures.from_record(request["user"]) if request["user"] else UserFeatures()
     candidates = [Candidate(c["product_id"], c.get("title")) for c in request["candidates"]]
-    return score_candidates(bundle, request["query"], candidates, user, StageTimer()).probabilities
+    scored = score_candidates(bundle, request["query"], candidates, user, StageTimer())
+    return scored.probabilities, scored.scores
 
 
 def record_golden(bundle: Bundle, bundle_dir: Path) -> dict:
     """Write golden.json into `bundle_dir`; return the manifest entry that describes it."""
     requests = golden_requests(bundle)
     for request in requests:
-        request["probabilities"] = score_golden(bundle, request).tolist()
+        probabilities, scores = score_golden(bundle, request)
+        request["probabilities"] = probabilities.tolist()
+        request["scores"] = scores.tolist()
     (Path(bundle_dir) / GOLDEN_FILE).write_bytes(orjson.dumps({"requests": requests}))
     return {"file": GOLDEN_FILE, "requests": len(requests), "tolerance": GOLDEN_TOLERANCE}
 
@@ -67,21 +77,30 @@ def verify_golden(bundle: Bundle) -> float:
             f"bundle {bundle.version} has no golden requests in its manifest; re-export it with "
             "this version of `ranker export`, which records them"
         )
-    payload = orjson.loads((bundle.path / entry["file"]).read_bytes())
-    tolerance = float(entry["tolerance"])
-    worst = 0.0
-    for number, request in enumerate(payload["requests"]):
-        expected = np.asarray(request["probabilities"], dtype=np.float32)
-        actual = score_golden(bundle, request)
-        if actual.shape != expected.shape:
-            raise BundleError(
-                f"golden request {number} of bundle {bundle.version} returned shape {actual.shape}, "
-                f"recorded {expected.shape}"
-            )
-        worst = max(worst, float(np.abs(actual - expected).max()))
-    if not worst <= tolerance:  # also catches NaN
+    if entry.get("file") != GOLDEN_FILE or GOLDEN_FILE not in bundle.manifest["files"]:
         raise BundleError(
-            f"bundle {bundle.version} does not reproduce its golden requests: largest task probability "
-            f"difference {worst:.2e} > tolerance {tolerance:.0e}"
+            f"bundle {bundle.version}: the manifest does not list {GOLDEN_FILE} with a checksum"
         )
-    return worst
+    requests = orjson.loads((bundle.path / GOLDEN_FILE).read_bytes())["requests"]
+    if not requests:
+        raise BundleError(f"bundle {bundle.version} has an empty {GOLDEN_FILE}; re-export it")
+    # The manifest may ask for a tighter tolerance, never a looser one than this service allows.
+    tolerance = min(float(entry["tolerance"]), GOLDEN_TOLERANCE)
+    worst = {"probabilities": 0.0, "scores": 0.0}
+    for number, request in enumerate(requests):
+        for actual, recorded in zip(score_golden(bundle, request), ("probabilities", "scores"), strict=True):
+            expected = np.asarray(request[recorded], dtype=np.float32)
+            if actual.shape != expected.shape:
+                raise BundleError(
+                    f"golden request {number} of bundle {bundle.version} returned {recorded} of shape "
+                    f"{actual.shape}, recorded {expected.shape}"
+                )
+            worst[recorded] = max(worst[recorded], float(np.abs(actual - expected).max()))
+    # `not x <= limit` is also true for NaN.
+    if not worst["probabilities"] <= tolerance or not worst["scores"] <= GOLDEN_SCORE_TOLERANCE:
+        raise BundleError(
+            f"bundle {bundle.version} does not reproduce its golden requests: largest difference "
+            f"{worst['probabilities']:.2e} in a task probability (tolerance {tolerance:.0e}) and "
+            f"{worst['scores']:.2e} in a fused score (tolerance {GOLDEN_SCORE_TOLERANCE})"
+        )
+    return worst["probabilities"]

@@ -19,6 +19,7 @@ from pathlib import Path
 from service.deploy.checks import check_bundle
 from service.engines.bundle import Bundle
 from service.engines.manifest import (
+    CURRENT_POINTER,
     BundleError,
     check_version_name,
     read_current,
@@ -55,7 +56,8 @@ class BundleManager:
         self.last_rejection: Rejection | None = None
         self._leases: dict[int, int] = {}  # id(bundle) -> requests in flight
         self._retiring: dict[int, Bundle] = {}  # replaced bundles that still have leases
-        self._rejected_pointer: str | None = None
+        self._rejected_pointer: bytes | None = None  # CURRENT's contents when its bundle was rejected
+        self.pinned = False  # started with RANKER_BUNDLE_VERSION: admin deploys are rejected
         self._swap_lock = asyncio.Lock()
         # Loading runs beside inference, never in its pool: a 2 s load must not queue requests.
         self._loader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bundle-loader")
@@ -89,47 +91,62 @@ class BundleManager:
     async def start(self, pinned_version: str | None) -> Bundle:
         """Load the first bundle: the pinned one, else CURRENT, else PREVIOUS when CURRENT fails."""
         if pinned_version is not None:
+            self.pinned = True
             return await self.deploy(pinned_version, source="start-up", write_pointer=False)
-        current = read_current(self.models_dir)
-        if current is None:
-            raise BundleError(
-                f"no bundle to serve: {self.models_dir / 'CURRENT'} does not exist. Build one with "
-                "`ranker train` and `ranker export`, or run `ranker up`."
-            )
         try:
+            current = read_current(self.models_dir)
+            if current is None:
+                raise BundleError(
+                    f"no bundle to serve: {self.models_dir / 'CURRENT'} does not exist. Build one with "
+                    "`ranker train` and `ranker export`, or run `ranker up`."
+                )
             return await self.deploy(current, source="start-up", write_pointer=False)
-        except BundleError:
+        except BundleError as error:
             previous = read_previous(self.models_dir)
             if previous is None:
                 raise
-            logger.error("CURRENT bundle %s was rejected at start-up; serving PREVIOUS %s", current, previous)
-            return await self.deploy(previous, source="start-up fallback", write_pointer=False)
+            logger.error("CURRENT was rejected at start-up (%s); serving PREVIOUS %s", error, previous)
+            bundle = await self.deploy(previous, source="start-up fallback", write_pointer=False)
+            self._rejected_pointer = _pointer_state(self.models_dir)  # the watcher must not retry it
+            return bundle
 
     async def deploy(self, version: str, source: str, write_pointer: bool = True) -> Bundle:
         """Check `version` and serve it; on any failure the old bundle keeps serving.
 
-        With `write_pointer`, CURRENT names the new bundle afterwards, so other workers follow
-        and a restart serves the same bundle.
+        With `write_pointer` (admin requests), CURRENT names the bundle afterwards and PREVIOUS
+        the one served before, so other workers follow and a restart serves the same bundle.
         """
         async with self._swap_lock:
-            if self.current is not None and self.current.version == version:
-                return self.current
-            try:
-                check_version_name(version)
-                bundle = await asyncio.get_running_loop().run_in_executor(
-                    self._loader, check_bundle, self.models_dir, version, self.device, self.intra_op_threads
+            if write_pointer and self.pinned:
+                raise BundleError(
+                    f"this service is pinned to bundle {self.current.version} by RANKER_BUNDLE_VERSION; "
+                    "unset it to deploy other bundles"
                 )
-            except BundleError as error:
-                self._reject(version, source, str(error))
-                raise
+            if self.current is not None and self.current.version == version:
+                if write_pointer:  # CURRENT may name a rejected bundle: make it name this one
+                    write_current(self.models_dir, version)
+                return self.current
+            bundle = await self._check(version, source)
+            served_before = self.current.version if self.current else None
             self._swap_in(bundle, source)
             if write_pointer:
-                write_current(self.models_dir, version)
+                write_current(self.models_dir, version, previous=served_before)
             return bundle
 
+    async def _check(self, version: str, source: str) -> Bundle:
+        try:
+            check_version_name(version)
+            return await asyncio.get_running_loop().run_in_executor(
+                self._loader, check_bundle, self.models_dir, version, self.device, self.intra_op_threads
+            )
+        except BundleError as error:
+            self._reject(version, source, str(error))
+            raise
+
     async def rollback(self) -> Bundle:
-        """Serve the bundle served before the current one, after the same checks."""
-        previous = self.previous_version or read_previous(self.models_dir)
+        """Serve the bundle PREVIOUS names (or, without that file, the one served before), after
+        the same checks."""
+        previous = read_previous(self.models_dir) or self.previous_version
         if previous is None:
             raise BundleError("no previous bundle to roll back to: PREVIOUS does not exist")
         return await self.deploy(previous, source="rollback")
@@ -156,25 +173,43 @@ class BundleManager:
     # Pointer watcher ------------------------------------------------------------------------
 
     async def watch_pointer(self, interval_seconds: float) -> None:
-        """Follow CURRENT: swap when it names another bundle. A rejected version is not retried
-        until CURRENT names something else in between."""
+        """Follow CURRENT: swap when it names another bundle.
+
+        A rejected version, or unreadable pointer contents, is logged and counted once and not
+        retried until CURRENT changes. No error stops the watcher.
+        """
         while True:
             await asyncio.sleep(interval_seconds)
             try:
-                pointer = read_current(self.models_dir)
-            except OSError as error:
-                logger.warning("cannot read %s: %s", self.models_dir / "CURRENT", error)
-                continue
-            if pointer != self._rejected_pointer:
-                self._rejected_pointer = None
-            if pointer in (None, self._rejected_pointer) or self.current is None:
-                continue
-            if pointer == self.current.version:
-                continue
-            try:
-                await self.deploy(pointer, source="CURRENT pointer", write_pointer=False)
-            except BundleError:
-                self._rejected_pointer = pointer
+                await self._follow_pointer()
+            except Exception:
+                logger.exception("the CURRENT pointer watcher failed; it retries in %.1fs", interval_seconds)
+
+    async def _follow_pointer(self) -> None:
+        state = _pointer_state(self.models_dir)
+        if state == self._rejected_pointer:
+            return
+        self._rejected_pointer = None
+        try:
+            pointer = read_current(self.models_dir)
+        except BundleError as error:
+            self._reject("CURRENT", "CURRENT pointer", str(error))
+            self._rejected_pointer = state
+            return
+        if pointer is None or self.current is None or pointer == self.current.version:
+            return
+        try:
+            await self.deploy(pointer, source="CURRENT pointer", write_pointer=False)
+        except BundleError:
+            self._rejected_pointer = state
 
     def close(self) -> None:
         self._loader.shutdown(wait=False, cancel_futures=True)
+
+
+def _pointer_state(models_dir: Path) -> bytes | None:
+    """Return the raw contents of CURRENT, to notice any change, even to unreadable contents."""
+    try:
+        return (models_dir / CURRENT_POINTER).read_bytes()
+    except OSError:
+        return None

@@ -17,6 +17,16 @@ MANIFEST_SCHEMA_VERSION = 1
 MANIFEST_FILE = "manifest.json"
 CURRENT_POINTER = "CURRENT"
 PREVIOUS_POINTER = "PREVIOUS"
+# Files every bundle needs, so a manifest cannot skip a checksum by leaving a file out.
+REQUIRED_FILES = (
+    "encoder.onnx",
+    "ranker.onnx",
+    "tokenizer/tokenizer.json",
+    "product_embeddings.npy",
+    "products.jsonl",
+    "vocabularies.json",
+    "interaction_stats.json",
+)
 # Version names are folder names under the models folder: no separators, no leading dot.
 _VERSION_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
@@ -52,22 +62,44 @@ def read_previous(models_dir: Path) -> str | None:
 
 
 def _read_pointer(pointer: Path) -> str | None:
+    """Return the version a pointer file names, None when the file does not exist.
+
+    Raise BundleError when the file exists but does not contain a valid version name.
+    """
     if not pointer.is_file():
         return None
-    version = pointer.read_text().strip()
-    return version or None
+    try:
+        version = pointer.read_bytes().decode("utf-8").strip()
+    except UnicodeDecodeError:
+        raise BundleError(f"{pointer} is not UTF-8 text; write a bundle version into it") from None
+    if not version:
+        raise BundleError(f"{pointer} is empty; write a bundle version into it")
+    try:
+        return check_version_name(version)
+    except BundleError as error:
+        raise BundleError(f"{pointer}: {error}") from None
 
 
-def write_current(models_dir: Path, version: str) -> None:
-    """Point CURRENT at `version`; the version it named before becomes PREVIOUS."""
+def usable_current(models_dir: Path) -> str | None:
+    """Return the version CURRENT names when the pointer is valid and its folder has a manifest."""
+    try:
+        version = read_current(models_dir)
+    except BundleError:
+        return None
+    if version is None or not (Path(models_dir) / version / MANIFEST_FILE).is_file():
+        return None
+    return version
+
+
+def write_current(models_dir: Path, version: str, previous: str | None = None) -> None:
+    """Point CURRENT at `version`, and PREVIOUS at `previous` when it is given and differs."""
     models_dir = Path(models_dir)
     if not (models_dir / version / MANIFEST_FILE).is_file():
         raise BundleError(
             f"cannot point at bundle {version!r}: {models_dir / version / MANIFEST_FILE} does not exist"
         )
-    before = read_current(models_dir)
-    if before is not None and before != version:
-        _write_pointer(models_dir, PREVIOUS_POINTER, before)
+    if previous is not None and previous != version:
+        _write_pointer(models_dir, PREVIOUS_POINTER, previous)
     _write_pointer(models_dir, CURRENT_POINTER, version)
 
 
@@ -95,9 +127,12 @@ def read_manifest(bundle_dir: Path) -> dict[str, Any]:
 
 
 def verify_checksums(bundle_dir: Path, manifest: dict[str, Any]) -> None:
-    """Raise BundleError naming every file that is missing or whose sha256 differs."""
-    problems = []
-    for relative, expected in manifest.get("files", {}).items():
+    """Raise BundleError naming every file that is missing, unlisted or whose sha256 differs."""
+    files = manifest.get("files")
+    if not isinstance(files, dict):
+        raise BundleError(f"bundle manifest in {bundle_dir} has no 'files' table of sha256 checksums")
+    problems = [f"{name}: not listed in the manifest" for name in REQUIRED_FILES if name not in files]
+    for relative, expected in files.items():
         path = Path(bundle_dir) / relative
         if not path.is_file():
             problems.append(f"{relative}: missing")

@@ -58,7 +58,8 @@ class RedisUserStore:
     ) -> None:
         self.prefix = prefix
         self.on_error = on_error or (lambda kind: None)
-        self.failure_log = RepeatLimiter(logger)
+        # One limiter per kind, so that the count of skipped messages is of the same failure.
+        self.failure_logs = {kind: RepeatLimiter(logger) for kind in ("timeout", "connection", "invalid")}
         self.client = redis.Redis.from_url(
             url,
             socket_timeout=timeout_seconds,
@@ -73,17 +74,21 @@ class RedisUserStore:
             payload = await self.client.get(user_key(self.prefix, user_id))
         except ResponseError as error:
             # The server replied WRONGTYPE: the key contains another Redis type, so the record is invalid.
-            logger.warning("invalid feature record for user %s: %s", user_id, error)
+            self.failure_logs["invalid"].log(
+                logging.WARNING, "invalid feature record for user %s: %s", user_id, error
+            )
             self.on_error("wrong_type")
             return UserLookup(UserFeatures(), USER_RECORD_INVALID)
         except RedisTimeoutError as error:
-            self.failure_log.log(
+            self.failure_logs["timeout"].log(
                 logging.WARNING, "feature store read timed out for user %s: %s", user_id, error
             )
             self.on_error("timeout")
             return UserLookup(UserFeatures(), FEATURE_STORE_TIMEOUT)
         except (RedisError, OSError) as error:
-            self.failure_log.log(logging.WARNING, "feature store read failed for user %s: %s", user_id, error)
+            self.failure_logs["connection"].log(
+                logging.WARNING, "feature store read failed for user %s: %s", user_id, error
+            )
             self.on_error("connection")
             return UserLookup(UserFeatures(), FEATURE_STORE_UNAVAILABLE)
         if payload is None:
@@ -91,8 +96,20 @@ class RedisUserStore:
         try:
             return UserLookup(decode_user(payload))
         except UserRecordError as error:
-            logger.warning("invalid feature record for user %s: %s", user_id, error)
+            self.failure_logs["invalid"].log(
+                logging.WARNING, "invalid feature record for user %s: %s", user_id, error
+            )
             return UserLookup(UserFeatures(), USER_RECORD_INVALID)
+
+    def record_timeout(self, user_id: str, seconds: float) -> None:
+        """Count and log a read the caller stopped waiting for after `seconds`."""
+        self.failure_logs["timeout"].log(
+            logging.WARNING,
+            "feature store read for user %s took over %.3fs; using defaults",
+            user_id,
+            seconds,
+        )
+        self.on_error("timeout")
 
     async def ping(self) -> bool:
         try:

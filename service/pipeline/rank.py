@@ -174,6 +174,9 @@ class RankingPipeline:
         try:
             return await asyncio.wait_for(self.store.lookup(user_id), timeout=self.user_timeout_seconds)
         except TimeoutError:
+            record_timeout = getattr(self.store, "record_timeout", None)  # only Redis counts them
+            if record_timeout is not None:
+                record_timeout(user_id, self.user_timeout_seconds)
             return UserLookup(UserFeatures(), FEATURE_STORE_TIMEOUT)
 
 

@@ -12,8 +12,12 @@ from pathlib import Path
 
 
 def link_bundle(source: Path, models_dir: Path, version: str) -> Path:
+    """Copy a bundle under another version name; the manifest gets that name, as an export would."""
     target = models_dir / version
     shutil.copytree(source, target, copy_function=os.link)
+    manifest = read_manifest(target)
+    manifest["version"] = version
+    write_manifest(target, manifest)
     return target
 
 

@@ -119,7 +119,7 @@ def test_deploy_url_unreachable(two_bundles):
 
     result = ranker("deploy", "good-b", "--url", url, env={"RANKER_ADMIN_TOKEN": "t"})
 
-    assert result.returncode == 1
+    assert result.returncode == 2
     assert "cannot reach" in result.stderr
 
 

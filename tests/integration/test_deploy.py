@@ -92,16 +92,108 @@ def no_golden_requests(bundle):
     write_manifest(bundle, manifest)
 
 
+def empty_golden_requests(bundle):
+    replace_file(bundle / GOLDEN_FILE, b'{"requests": []}')
+    write_manifest(bundle, read_manifest(bundle), rehash=(GOLDEN_FILE,))
+
+
+def fusion_weights_edited(bundle):
+    manifest = read_manifest(bundle)
+    manifest["fusion"]["weights"] = {task: -w for task, w in manifest["fusion"]["weights"].items()}
+    write_manifest(bundle, manifest)
+
+
+def other_ranker_with_loose_tolerance(bundle, int8_bundle_dir):
+    replace_file(bundle / "ranker.onnx", (int8_bundle_dir / "ranker.onnx").read_bytes())
+    manifest = read_manifest(bundle)
+    manifest["golden"]["tolerance"] = 1.0
+    manifest["ranker"] = read_manifest(int8_bundle_dir)["ranker"]
+    write_manifest(bundle, manifest, rehash=("ranker.onnx",))
+
+
+def no_checksum_table(bundle):
+    manifest = read_manifest(bundle)
+    del manifest["files"]
+    write_manifest(bundle, manifest)
+
+
+def required_file_unlisted(bundle):
+    manifest = read_manifest(bundle)
+    del manifest["files"]["interaction_stats.json"]
+    write_manifest(bundle, manifest)
+
+
+def invalid_golden_json(bundle):
+    replace_file(bundle / GOLDEN_FILE, b"garbage")
+    write_manifest(bundle, read_manifest(bundle), rehash=(GOLDEN_FILE,))
+
+
+def golden_tolerance_not_a_number(bundle):
+    manifest = read_manifest(bundle)
+    manifest["golden"]["tolerance"] = "abc"
+    write_manifest(bundle, manifest)
+
+
+def encoder_outputs_missing(bundle):
+    manifest = read_manifest(bundle)
+    del manifest["encoder"]["outputs"]
+    write_manifest(bundle, manifest)
+
+
+def folder_renamed(bundle):
+    manifest = read_manifest(bundle)
+    manifest["version"] = "20990101-000000-000000"
+    write_manifest(bundle, manifest)
+
+
 BROKEN = {
     checksum_mismatch: "product_embeddings.npy: sha256 mismatch",
-    truncated_graph: "could not be loaded",
+    truncated_graph: "is invalid: InvalidProtobuf",
     missing_file: "encoder.onnx: missing",
     newer_manifest_schema: "schema_version=2",
     other_feature_schema: "feature schema differs",
     graph_inputs_differ_from_manifest: "ranker inputs are",
     golden_scores_differ: "does not reproduce its golden requests",
     no_golden_requests: "no golden requests",
+    empty_golden_requests: "empty golden.json",
+    fusion_weights_edited: "in a fused score",
+    no_checksum_table: "no 'files' table",
+    required_file_unlisted: "interaction_stats.json: not listed",
+    invalid_golden_json: "is invalid: JSONDecodeError",
+    golden_tolerance_not_a_number: "is invalid: ValueError",
+    encoder_outputs_missing: "is invalid: KeyError",
+    folder_renamed: "contains the manifest of version",
 }
+
+
+def assert_rejected_while_old_serves(models, match):
+    metrics = Metrics()
+    manager = BundleManager(models, metrics, "cpu", 1)
+
+    async def scenario():
+        await manager.start(None)
+        with pytest.raises(BundleError, match=match):
+            await manager.deploy("broken", source="test")
+
+    asyncio.run(scenario())
+
+    assert manager.current.version == "good-a"
+    assert reloads(metrics, "rejected") == 1
+    assert manager.last_rejection.version == "broken"
+    assert read_current(models) == "good-a"  # the pointer is left alone
+
+
+def test_other_ranker_rejected_despite_loose_tolerance(models, bundle_dir, int8_bundle_dir):
+    other_ranker_with_loose_tolerance(link_bundle(bundle_dir, models, "broken"), int8_bundle_dir)
+
+    assert_rejected_while_old_serves(models, "does not reproduce its golden requests")
+
+
+def test_symlinked_bundle_rejected(models, bundle_dir, tmp_path_factory):
+    outside = link_bundle(bundle_dir, tmp_path_factory.mktemp("elsewhere"), "broken")
+    (models / "broken").symlink_to(outside, target_is_directory=True)
+
+    assert_rejected_while_old_serves(models, "symbolic link or outside")
 
 
 @pytest.mark.parametrize("damage", BROKEN, ids=lambda f: f.__name__)
@@ -172,7 +264,7 @@ def test_rollback_without_previous_is_refused(models):
 
 def test_start_falls_back_to_previous_when_current_is_broken(models, bundle_dir):
     truncated_graph(link_bundle(bundle_dir, models, "broken"))
-    write_current(models, "broken")  # PREVIOUS is now good-a
+    write_current(models, "broken", previous="good-a")
 
     manager = BundleManager(models, Metrics(), "cpu", 1)
     asyncio.run(manager.start(None))
@@ -215,3 +307,53 @@ def test_version_names_outside_the_models_folder_refused(models, version):
             await manager.deploy(version, source="test")
 
     asyncio.run(scenario())
+
+
+@pytest.mark.parametrize("contents", [b"\xff\xfe", b"", b"../good-b\n", b"no-such-bundle\n"])
+def test_watcher_survives_bad_pointer_contents(models, contents):
+    metrics = Metrics()
+    manager = BundleManager(models, metrics, "cpu", 1)
+
+    async def scenario():
+        await manager.start(None)
+        watcher = asyncio.create_task(manager.watch_pointer(0.05))
+        (models / "CURRENT").write_bytes(contents)
+        await asyncio.sleep(0.5)
+        write_current(models, "good-b")
+        for _ in range(200):
+            await asyncio.sleep(0.05)
+            if manager.current.version == "good-b":
+                break
+        watcher.cancel()
+
+    asyncio.run(scenario())
+
+    assert manager.current.version == "good-b"
+    assert reloads(metrics, "rejected") == 1
+
+
+def test_pinned_service_rejects_admin_deploys(models):
+    manager = BundleManager(models, Metrics(), "cpu", 1)
+
+    async def scenario():
+        await manager.start("good-a")
+        with pytest.raises(BundleError, match="pinned"):
+            await manager.deploy("good-b", source="admin endpoint")
+        with pytest.raises(BundleError, match="pinned"):
+            await manager.rollback()
+
+    write_current(models, "good-a", previous="good-b")
+    asyncio.run(scenario())
+
+    assert manager.current.version == "good-a"
+    assert read_current(models) == "good-a"
+
+
+def test_start_falls_back_when_current_unreadable(models):
+    write_current(models, "good-a", previous="good-b")
+    (models / "CURRENT").write_bytes(b"\xff")
+
+    manager = BundleManager(models, Metrics(), "cpu", 1)
+    asyncio.run(manager.start(None))
+
+    assert manager.current.version == "good-b"

@@ -282,5 +282,5 @@ def test_deploy_command_reports_rejection(service):
         timeout=120,
     )
 
-    assert result.returncode == 1
+    assert result.returncode == 2
     assert "bundle_rejected" in result.stderr
