@@ -92,8 +92,17 @@ def _user_store(settings: Settings, bundle: Bundle) -> UserStore:
             len(bundle.user_snapshot),
         )
         return SnapshotUserStore(bundle.user_snapshot)
-    logger.info("user features from Redis at %s", settings.masked_redis_url())
-    return RedisUserStore(settings.redis_url, settings.redis_key_prefix, settings.redis_timeout_seconds)
+    logger.info(
+        "user features from Redis%s at %s",
+        " Cluster" if settings.redis_cluster else "",
+        settings.masked_redis_url(),
+    )
+    return RedisUserStore(
+        settings.redis_url,
+        settings.redis_key_prefix,
+        settings.redis_timeout_seconds,
+        cluster=settings.redis_cluster,
+    )
 
 
 def warm_up(bundle: Bundle) -> None:

@@ -5,6 +5,9 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import redis.asyncio as redis
+from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 from redis.exceptions import RedisError, ResponseError
 
 from service.features.user import UserFeatures, UserRecordError, decode_user, user_key
@@ -33,13 +36,28 @@ class UserStore(Protocol):
     async def close(self) -> None: ...
 
 
+def redis_client(url: str, cluster: bool, **options) -> redis.Redis | RedisCluster:
+    """Create a client for one Redis server, or for a Redis Cluster that `url` is one node of.
+
+    Both clients take the same `options` (timeouts, pool settings) and raise the same RedisError
+    subclasses. The cluster client reads the slot map from that node when it first sends a
+    command, then sends each key to the node that owns its hash slot.
+    """
+    if cluster:
+        # One immediate retry follows a slot that moved to another node. redis-py's default of
+        # three retries with backoff keeps a request waiting for seconds when a node is down.
+        return RedisCluster.from_url(url, retry=Retry(NoBackoff(), 1), **options)
+    return redis.Redis.from_url(url, **options)
+
+
 class RedisUserStore:
     kind = "redis"
 
-    def __init__(self, url: str, prefix: str, timeout_seconds: float) -> None:
+    def __init__(self, url: str, prefix: str, timeout_seconds: float, cluster: bool = False) -> None:
         self.prefix = prefix
-        self.client = redis.Redis.from_url(
+        self.client = redis_client(
             url,
+            cluster,
             socket_timeout=timeout_seconds,
             socket_connect_timeout=timeout_seconds,
             health_check_interval=30,
@@ -65,7 +83,10 @@ class RedisUserStore:
             return UserLookup(UserFeatures(), USER_RECORD_INVALID)
 
     async def ping(self) -> bool:
+        """Return whether Redis answers; in a cluster, whether every primary node answers."""
         try:
+            if isinstance(self.client, RedisCluster):
+                return bool(await self.client.ping(target_nodes=RedisCluster.PRIMARIES))
             return bool(await self.client.ping())
         except (RedisError, OSError):
             return False
