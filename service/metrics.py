@@ -99,6 +99,33 @@ class Metrics:
             multiprocess_mode="livemax",
         )
 
+        # NOTE: on this branch nothing increments the next three metrics yet: they are registered
+        # with their final names and labels so that the Grafana dashboard and the alert rules
+        # have series to read. Bundle hot reload and Redis error handling update them.
+        self.bundle_reloads = Counter(
+            "ranker_bundle_reloads_total",
+            "Bundle reload attempts by result: success, or rejected by a check.",
+            ["result"],
+            registry=r,
+        )
+        self.redis_errors = Counter(
+            "ranker_redis_errors_total",
+            "Failed Redis reads of user features, by kind: timeout or connection.",
+            ["kind"],
+            registry=r,
+        )
+        self.inflight_requests = Gauge(
+            "ranker_inflight_requests",
+            "POST /rank requests being answered now.",
+            registry=r,
+            multiprocess_mode="livesum",
+        )
+        # Export each label set at 0 from the start, so rate() and increase() see the first event.
+        for result in ("success", "rejected"):
+            self.bundle_reloads.labels(result=result)
+        for kind in ("timeout", "connection"):
+            self.redis_errors.labels(kind=kind)
+
     def set_bundle(self, version: str, providers: dict[str, str]) -> None:
         # Set the old label sets to 0 rather than removing them: in multiprocess mode a removed
         # child would keep its last value in the shared folder.
