@@ -83,7 +83,7 @@ class RedisUserStore:
             return UserLookup(UserFeatures(), USER_RECORD_INVALID)
 
     async def ping(self) -> bool:
-        """Return whether Redis answers; in a cluster, whether every primary node answers."""
+        """Return whether Redis replies to PING; in a cluster, whether every primary node replies."""
         try:
             if isinstance(self.client, RedisCluster):
                 return bool(await self.client.ping(target_nodes=RedisCluster.PRIMARIES))

@@ -10,8 +10,8 @@ from service.settings import Settings
 from tests.conftest import REPO_ROOT
 
 KUBERNETES_DIR = REPO_ROOT / "deploy" / "kubernetes"
-# The oldest Kubernetes release the manifests are checked against; autoscaling/v2 and
-# policy/v1 are both stable there.
+# The Kubernetes release whose schemas the manifests are checked against. autoscaling/v2 and
+# policy/v1, the newest API versions used, are stable there.
 KUBERNETES_VERSION = "1.30.0"
 
 

@@ -74,7 +74,8 @@ class PrometheusServer:
     def query(self, promql: str) -> list[dict]:
         response = self.client.get("/api/v1/query", params={"query": promql})
         body = response.json()
-        assert response.status_code == 200 and body["status"] == "success", f"{promql}: {body}"
+        assert response.status_code == 200, f"{promql}: {body}"
+        assert body["status"] == "success", f"{promql}: {body}"
         return body["data"]["result"]
 
     def wait_for_scrapes(self, count: int) -> None:

@@ -155,7 +155,7 @@ def test_stopped_node_degrades_its_keys(tmp_path, user_records):
     nodes = RedisClusterNodes(tmp_path)
     try:
         load_user_features(user_records, nodes.url, PREFIX, cluster=True)
-        # The last node's keys are unreachable once it stops; the first node still answers.
+        # The last node's keys are unreachable once it stops; the other nodes keep serving theirs.
         with redis.Redis(port=nodes.ports[-1]) as node:
             lost_key = next(node.scan_iter(f"{PREFIX}:user:v1:*"))
         lost_user = lost_key.decode().rsplit(":", 1)[1]

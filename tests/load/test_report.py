@@ -1,4 +1,4 @@
-"""load_tests/report.py on samples with known answers, and the locustfile's response checks."""
+"""load_tests/report.py on generated samples whose summary is known in advance."""
 
 import importlib.util
 import json
