@@ -1,15 +1,14 @@
 """Turn one Locust run into a load-test report: report.md, report.json and latency.png.
 
 Input: the samples file that `locustfile.py --samples` writes (one JSON line per /rank request)
-and, optionally, Locust's `--csv` statistics for comparison. Latency percentiles here are exact
-over the samples; Locust's own figures are rounded into buckets.
+and, optionally, Locust's `--json-file` statistics for comparison. Latency percentiles here are
+exact over the samples; Locust's own are computed from its rounded response-time buckets.
 
     python load_tests/report.py --samples reports/load/samples.jsonl \\
-        --locust-csv reports/load/locust --output reports/load
+        --locust-json reports/load/locust.json --output reports/load
 """
 
 import argparse
-import csv
 import json
 import math
 import platform
@@ -94,23 +93,36 @@ def _distribution(values: np.ndarray) -> dict[str, float]:
     return {key: round(value, 3) for key, value in summary.items()}
 
 
-def read_locust_rank_row(prefix: Path) -> dict | None:
-    """Return Locust's own figures for POST /rank from `<prefix>_stats.csv`, if the file exists."""
-    path = Path(f"{prefix}_stats.csv")
+def read_locust_rank_stats(path: Path) -> dict | None:
+    """Return Locust's own figures for POST /rank from its `--json-file` output, if the file exists.
+
+    Locust writes that file after the last request, while its `--csv` statistics are rewritten
+    only once a second and can miss the last second of a run (Locust 2.47).
+    """
     if not path.is_file():
         return None
-    with open(path, encoding="utf-8", newline="") as rows:
-        for row in csv.DictReader(rows):
-            if row["Name"] == "/rank" and row["Type"] == "POST":
-                return {
-                    "requests": int(row["Request Count"]),
-                    "failures": int(row["Failure Count"]),
-                    "requests_per_second": round(float(row["Requests/s"]), 1),
-                    "p50_ms": float(row["50%"]),
-                    "p95_ms": float(row["95%"]),
-                    "p99_ms": float(row["99%"]),
-                }
+    for entry in json.loads(path.read_text()):
+        if entry["name"] == "/rank" and entry["method"] == "POST":
+            buckets = {float(milliseconds): count for milliseconds, count in entry["response_times"].items()}
+            duration = entry["last_request_timestamp"] - entry["start_time"]
+            return {
+                "requests": entry["num_requests"],
+                "failures": entry["num_failures"],
+                "requests_per_second": round(entry["num_requests"] / duration, 1) if duration > 0 else None,
+                **{f"p{p}_ms": _bucket_percentile(buckets, p) for p in PERCENTILES},
+            }
     return None
+
+
+def _bucket_percentile(buckets: dict[float, int], percentile: float) -> float:
+    """Return the smallest bucket value that at least `percentile` % of the requests do not exceed."""
+    total = sum(buckets.values())
+    seen = 0
+    for milliseconds in sorted(buckets):
+        seen += buckets[milliseconds]
+        if seen >= total * percentile / 100:
+            return milliseconds
+    return math.nan
 
 
 def per_second(samples: list[Sample]) -> dict[str, list[float]]:
@@ -191,7 +203,7 @@ def format_markdown(summary: dict, locust: dict | None, context: dict) -> str:
     if locust is not None:
         lines += [
             "",
-            f"Locust's own POST /rank figures (bucketed): {locust['requests']} requests, "
+            f"Locust's own POST /rank figures (rounded buckets): {locust['requests']} requests, "
             f"{locust['failures']} failures, {locust['requests_per_second']} requests/s, "
             f"p50 {locust['p50_ms']:g} ms, p95 {locust['p95_ms']:g} ms, p99 {locust['p99_ms']:g} ms.",
         ]
@@ -211,7 +223,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--samples", type=Path, required=True, help="JSON-lines file from locustfile --samples"
     )
     parser.add_argument(
-        "--locust-csv", type=Path, default=None, help="the --csv prefix of the same Locust run (optional)"
+        "--locust-json",
+        type=Path,
+        default=None,
+        help="the file that --json-file wrote in the same Locust run (optional)",
     )
     parser.add_argument(
         "--output", type=Path, required=True, help="folder for report.md, report.json, latency.png"
@@ -228,7 +243,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"report.py: {error}", file=sys.stderr)
         return 2
     summary = summarize(samples)
-    locust = read_locust_rank_row(args.locust_csv) if args.locust_csv else None
+    locust = read_locust_rank_stats(args.locust_json) if args.locust_json else None
     context = {
         "host": args.host,
         "client": f"Locust on {platform.node()}, Python {platform.python_version()}",

@@ -5,7 +5,7 @@
 #   load_tests/run.sh http://127.0.0.1:8000 8 60s reports/load --max-candidates 100
 #
 # Defaults: http://127.0.0.1:8000, 8 users, 60s, reports/load. The folder receives Locust's CSV
-# files (locust_*.csv), samples.jsonl, report.md, report.json and latency.png.
+# files (locust_*.csv), locust.json, samples.jsonl, report.md, report.json and latency.png.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,6 +20,7 @@ mkdir -p "$OUTPUT"
 # keeps going to the report, which counts the errors.
 locust -f load_tests/locustfile.py --headless --only-summary \
     --host "$HOST" -u "$USERS" -r "$USERS" --run-time "$RUN_TIME" --stop-timeout 5 \
-    --csv "$OUTPUT/locust" --samples "$OUTPUT/samples.jsonl" --exit-code-on-error 0 "$@"
-python load_tests/report.py --samples "$OUTPUT/samples.jsonl" --locust-csv "$OUTPUT/locust" \
+    --csv "$OUTPUT/locust" --json-file "$OUTPUT/locust" --samples "$OUTPUT/samples.jsonl" \
+    --exit-code-on-error 0 "$@"
+python load_tests/report.py --samples "$OUTPUT/samples.jsonl" --locust-json "$OUTPUT/locust.json" \
     --output "$OUTPUT" --host "$HOST"

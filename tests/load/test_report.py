@@ -68,15 +68,20 @@ def test_degraded_counted_on_successes(tmp_path):
 
 def test_report_writes_files(tmp_path):
     write_samples(tmp_path / "samples.jsonl")
-    (tmp_path / "locust_stats.csv").write_text(
-        "Type,Name,Request Count,Failure Count,Median Response Time,Average Response Time,"
-        "Min Response Time,Max Response Time,Average Content Size,Requests/s,Failures/s,"
-        "50%,66%,75%,80%,90%,95%,98%,99%,99.9%,99.99%,100%\n"
-        "POST,/rank,100,10,50,50.5,1,100,900,10.0,1.0,50,66,75,80,90,95,98,99,100,100,100\n"
-    )
+    # Locust's --json-file entry: 100 requests of 1..100 ms, one per rounded bucket, over 10 s.
+    locust_entry = {
+        "name": "/rank",
+        "method": "POST",
+        "num_requests": 100,
+        "num_failures": 10,
+        "start_time": 1_000.0,
+        "last_request_timestamp": 1_010.0,
+        "response_times": {str(milliseconds): 1 for milliseconds in range(1, 101)},
+    }
+    (tmp_path / "locust.json").write_text(json.dumps([locust_entry]))
 
     exit_code = report.main(
-        ["--samples", str(tmp_path / "samples.jsonl"), "--locust-csv", str(tmp_path / "locust"),
+        ["--samples", str(tmp_path / "samples.jsonl"), "--locust-json", str(tmp_path / "locust.json"),
          "--output", str(tmp_path / "out")]
     )  # fmt: skip
     markdown = (tmp_path / "out" / "report.md").read_text()
@@ -85,7 +90,9 @@ def test_report_writes_files(tmp_path):
     assert exit_code == 0
     assert (tmp_path / "out" / "latency.png").stat().st_size > 10_000
     assert "| 100 | 10.0 | 10.0 | 10 (10.00%) | 50.5 |" in markdown
-    assert "Locust's own POST /rank figures (bucketed): 100 requests, 10 failures" in markdown
+    assert "figures (rounded buckets): 100 requests, 10 failures, 10.0 requests/s" in markdown
+    assert saved["locust"]["p50_ms"] == 50.0
+    assert saved["locust"]["p99_ms"] == 99.0
     assert saved["per_second"]["requests"] == [10.0] * 10
 
 
