@@ -160,8 +160,10 @@ def plot_latency(samples: list[Sample], path: Path) -> None:
         color="tab:gray",
         label="one request",
     )
-    latency_axis.plot(series["second"], series["p50_ms"], color="tab:blue", label="p50 per second")
-    latency_axis.plot(series["second"], series["p99_ms"], color="tab:red", label="p99 per second")
+    # Each second's percentiles sit at the middle of that second, above its throughput bar.
+    centers = [second + 0.5 for second in series["second"]]
+    latency_axis.plot(centers, series["p50_ms"], color="tab:blue", label="p50 per second")
+    latency_axis.plot(centers, series["p99_ms"], color="tab:red", label="p99 per second")
     latency_axis.set_yscale("log")
     latency_axis.set_ylabel("latency (ms, client side)")
     latency_axis.legend(loc="upper right")
