@@ -22,5 +22,5 @@ locust -f load_tests/locustfile.py --headless --only-summary \
     --host "$HOST" -u "$USERS" -r "$USERS" --run-time "$RUN_TIME" --stop-timeout 5 \
     --csv "$OUTPUT/locust" --json-file "$OUTPUT/locust" --samples "$OUTPUT/samples.jsonl" \
     --exit-code-on-error 0 "$@"
-python load_tests/report.py --samples "$OUTPUT/samples.jsonl" --locust-json "$OUTPUT/locust.json" \
+python3 load_tests/report.py --samples "$OUTPUT/samples.jsonl" --locust-json "$OUTPUT/locust.json" \
     --output "$OUTPUT" --host "$HOST"
