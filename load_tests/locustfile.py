@@ -4,15 +4,19 @@ Each request sends one query from home-depot/train.csv.zip with 20 to 60 candida
 products judged for that query plus random other catalog products, in random order. User ids
 u000000 to u001999 are drawn from a Zipf-like distribution, so a few users send most requests.
 The Server-Timing header of every response is reported as one Locust event per stage, with
-request_type "stage". The options added below change these defaults.
+request_type "stage". With --samples FILE, every /rank request is also written to FILE as one JSON
+line (start time, latency, status, stage times, degraded reasons) when the test stops; report.py
+turns that file into the load-test report. The options added below change these defaults.
 
 See load_tests/README.md for the command line.
 """
 
 import csv
 import io
+import json
 import logging
 import random
+import time
 import zipfile
 from bisect import bisect_left
 from collections import Counter
@@ -22,7 +26,7 @@ from pathlib import Path
 
 from locust import FastHttpUser, constant, events, task
 from locust.env import Environment
-from locust.runners import MasterRunner
+from locust.runners import MasterRunner, WorkerRunner
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +55,9 @@ WORKLOAD: Workload | None = None
 
 # Degraded responses by reason (user_not_found, unknown_product, ...), logged when the test stops.
 DEGRADED_REASONS: Counter[str] = Counter()
+
+# One dict per /rank request, kept only with --samples and written when the test stops.
+SAMPLES: list[dict] = []
 
 
 @events.init_command_line_parser.add_listener
@@ -92,6 +99,13 @@ def add_options(parser) -> None:
         default=60,
         include_in_web_ui=False,
         help="maximum candidates per request (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--samples",
+        default="",
+        include_in_web_ui=False,
+        help="write every /rank request to this JSON-lines file when the test stops, for "
+        "load_tests/report.py (default: off; not supported with --processes)",
     )
     parser.add_argument(
         "--send-titles",
@@ -216,6 +230,22 @@ def log_degraded(**_kwargs) -> None:
         logger.info("degraded responses by reason: %s", summary)
 
 
+@events.test_stop.add_listener
+def write_samples(environment: Environment, **_kwargs) -> None:
+    options = environment.parsed_options
+    if options is None or not options.samples:
+        return
+    if isinstance(environment.runner, MasterRunner | WorkerRunner):
+        logger.error("--samples works only in a single process; run without --processes")
+        return
+    path = Path(options.samples)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", encoding="utf-8") as output:
+        for sample in SAMPLES:
+            output.write(json.dumps(sample, separators=(",", ":")) + "\n")
+    logger.info("wrote %d request samples to %s", len(SAMPLES), path)
+
+
 class RankUser(FastHttpUser):
     # No think time: each simulated user sends its next request as soon as the last one returns,
     # so -u sets the number of requests in flight.
@@ -246,23 +276,32 @@ class RankUser(FastHttpUser):
             "candidates": candidates,
         }
 
+        started = time.time()
+        clock = time.perf_counter()
         with self.client.post("/rank", json=body, name="/rank", catch_response=True) as response:
-            if response.status_code != 200:
-                response.failure(f"status {response.status_code}: {(response.text or '')[:300]}")
-                return
-            payload = response.json()
-            returned = len(payload.get("items", []))
-            if returned != len(candidates):
-                response.failure(f"sent {len(candidates)} candidates, got {returned} items back")
+            latency_ms = (time.perf_counter() - clock) * 1000
+            problem = check_response(response, len(candidates))
+            payload = response.json() if problem is None else {}
+            stages = parse_server_timing(response.headers.get("Server-Timing") or "")
+            if options.samples:
+                SAMPLES.append(
+                    {
+                        "start": round(started, 4),
+                        "latency_ms": round(latency_ms, 3),
+                        "status": response.status_code,
+                        "error": problem,
+                        "candidates": len(candidates),
+                        "stages_ms": stages,
+                        "degraded_reasons": payload.get("degraded_reasons", []),
+                    }
+                )
+            if problem is not None:
+                response.failure(problem)
                 return
             DEGRADED_REASONS.update(payload.get("degraded_reasons", []))
-            timing = response.headers.get("Server-Timing")
-            if not timing:
-                response.failure("response has no Server-Timing header")
-                return
             response.success()
 
-        for stage, milliseconds in parse_server_timing(timing).items():
+        for stage, milliseconds in stages.items():
             self.environment.events.request.fire(
                 request_type="stage",
                 name=stage,
@@ -271,3 +310,15 @@ class RankUser(FastHttpUser):
                 exception=None,
                 context={},
             )
+
+
+def check_response(response, sent: int) -> str | None:
+    """Return why a /rank response counts as failed, or None when it is a complete ranking."""
+    if response.status_code != 200:
+        return f"status {response.status_code}: {(response.text or '')[:300]}"
+    returned = len(response.json().get("items", []))
+    if returned != sent:
+        return f"sent {sent} candidates, got {returned} items back"
+    if not response.headers.get("Server-Timing"):
+        return "response has no Server-Timing header"
+    return None

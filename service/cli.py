@@ -213,6 +213,12 @@ def _add_store_options(parser: argparse.ArgumentParser, defaults: Settings) -> N
         default=defaults.redis_key_prefix,
         help="first part of user keys (default: %(default)s)",
     )
+    parser.add_argument(
+        "--redis-cluster",
+        action=argparse.BooleanOptionalAction,
+        default=defaults.redis_cluster,
+        help="treat --redis-url as one node of a Redis Cluster (default: $RANKER_REDIS_CLUSTER or off)",
+    )
 
 
 def _add_serve_options(parser: argparse.ArgumentParser, defaults: Settings) -> None:
@@ -282,7 +288,7 @@ def run_load_features(args: argparse.Namespace) -> int:
         raise ValueError("load-features needs --redis-url (or RANKER_REDIS_URL)")
     path = args.file or Path(args.models_dir) / resolve_version(args.models_dir, None) / "users.jsonl"
     written = load_user_features(
-        read_user_records(path), args.redis_url, args.redis_key_prefix, args.batch_size
+        read_user_records(path), args.redis_url, args.redis_key_prefix, args.batch_size, args.redis_cluster
     )
     logger.info("loaded %d user records from %s", written, path)
     return 0
@@ -301,6 +307,7 @@ def run_serve(args: argparse.Namespace) -> int:
         "models_dir": args.models_dir,
         "redis_url": args.redis_url or "none",
         "redis_key_prefix": args.redis_key_prefix,
+        "redis_cluster": args.redis_cluster,
         "host": args.host,
         "port": args.port,
         "workers": args.workers,
@@ -335,6 +342,8 @@ def run_serve(args: argparse.Namespace) -> int:
 def run_bench(args: argparse.Namespace) -> int:
     from service.benchmark.run import BenchOptions, format_report, run_benchmark
 
+    if args.redis_cluster:
+        raise ValueError("ranker bench measures a single Redis server; run it without --redis-cluster")
     options = BenchOptions(
         models_dir=args.models_dir,
         data_dir=args.data_dir,

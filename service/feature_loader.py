@@ -30,15 +30,28 @@ def read_user_records(path: Path) -> list[tuple[str, bytes]]:
 
 
 def load_user_features(
-    records: list[tuple[str, bytes]], url: str, prefix: str, batch_size: int = 1000
+    records: list[tuple[str, bytes]],
+    url: str,
+    prefix: str,
+    batch_size: int = 1000,
+    cluster: bool = False,
 ) -> int:
-    """SET every record, `batch_size` commands per round trip; return the number written."""
-    client = redis.Redis.from_url(url, socket_timeout=10)
+    """SET every record, `batch_size` commands per pipeline; return the number written.
+
+    One pipeline is one round trip to a single server. Against a Redis Cluster (`cluster`), the
+    client splits each pipeline by the node that owns each key's hash slot, so one pipeline costs
+    one round trip per node. Neither pipeline is a transaction.
+    """
+    client: redis.Redis | redis.RedisCluster
+    if cluster:
+        client = redis.RedisCluster.from_url(url, socket_timeout=10)
+    else:
+        client = redis.Redis.from_url(url, socket_timeout=10)
     written = 0
     with tqdm(total=len(records), desc="loading user features", unit="user") as bar:
         for start in range(0, len(records), batch_size):
             batch = records[start : start + batch_size]
-            pipe = client.pipeline(transaction=False)
+            pipe = client.pipeline() if cluster else client.pipeline(transaction=False)
             for user_id, payload in batch:
                 pipe.set(user_key(prefix, user_id), payload)
             pipe.execute()

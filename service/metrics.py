@@ -122,6 +122,12 @@ class Metrics:
             multiprocess_mode="livemax",
         )
 
+        # Export each label set at 0 from the start, so rate() and increase() see the first event.
+        for result in ("success", "rejected"):
+            self.bundle_reloads.labels(result=result)
+        for kind in ("timeout", "connection", "wrong_type"):
+            self.redis_errors.labels(kind=kind)
+
     def set_bundle(self, version: str, providers: dict[str, str]) -> None:
         # Set the old label sets to 0 rather than removing them: in multiprocess mode a removed
         # child would keep its last value in the shared folder.

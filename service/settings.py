@@ -29,6 +29,11 @@ class Settings(BaseSettings):
         description="User feature store; empty or 'none' serves user features from the bundle's snapshot. "
         "Use rediss:// for TLS and redis://:password@host/0 for a password.",
     )
+    redis_cluster: bool = Field(
+        False,
+        description="Treat redis_url as one node of a Redis Cluster: the client discovers the other "
+        "nodes and sends each key to the node that owns its hash slot.",
+    )
     redis_key_prefix: str = Field("ranker", description="First part of every user key.")
     redis_timeout_seconds: float = Field(
         0.05,

@@ -103,7 +103,11 @@ def _user_store(settings: Settings, bundle: Bundle, metrics: Metrics) -> UserSto
             len(bundle.user_snapshot),
         )
         return SnapshotUserStore(bundle.user_snapshot)
-    logger.info("user features from Redis at %s", settings.masked_redis_url())
+    logger.info(
+        "user features from Redis%s at %s",
+        " Cluster" if settings.redis_cluster else "",
+        settings.masked_redis_url(),
+    )
     return RedisUserStore(
         settings.redis_url,
         settings.redis_key_prefix,
@@ -111,4 +115,5 @@ def _user_store(settings: Settings, bundle: Bundle, metrics: Metrics) -> UserSto
         settings.redis_connect_timeout_seconds,
         settings.redis_max_connections,
         on_error=lambda kind: metrics.redis_errors.labels(kind=kind).inc(),
+        cluster=settings.redis_cluster,
     )

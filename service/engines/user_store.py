@@ -6,6 +6,9 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import redis.asyncio as redis
+from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 from redis.exceptions import RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -37,6 +40,20 @@ class UserStore(Protocol):
     async def close(self) -> None: ...
 
 
+def redis_client(url: str, cluster: bool, **options) -> redis.Redis | RedisCluster:
+    """Create a client for one Redis server, or for a Redis Cluster that `url` is one node of.
+
+    Both clients take the same `options` (timeouts, pool settings) and raise the same RedisError
+    subclasses. The cluster client reads the slot map from that node when it first sends a
+    command, then sends each key to the node that owns its hash slot.
+    """
+    if cluster:
+        # One immediate retry follows a slot that moved to another node. redis-py's default of
+        # three retries with backoff keeps a request waiting for seconds when a node is down.
+        return RedisCluster.from_url(url, retry=Retry(NoBackoff(), 1), **options)
+    return redis.Redis.from_url(url, **options)
+
+
 class RedisUserStore:
     """User records in Redis through a bounded connection pool.
 
@@ -55,13 +72,15 @@ class RedisUserStore:
         connect_timeout_seconds: float | None = None,
         max_connections: int = 64,
         on_error: Callable[[str], None] | None = None,
+        cluster: bool = False,
     ) -> None:
         self.prefix = prefix
         self.on_error = on_error or (lambda kind: None)
         # One limiter per kind, so that the count of skipped messages is of the same failure.
         self.failure_logs = {kind: RepeatLimiter(logger) for kind in ("timeout", "connection", "invalid")}
-        self.client = redis.Redis.from_url(
+        self.client = redis_client(
             url,
+            cluster,
             socket_timeout=timeout_seconds,
             socket_connect_timeout=connect_timeout_seconds or timeout_seconds,
             max_connections=max_connections,
@@ -112,7 +131,10 @@ class RedisUserStore:
         self.on_error("timeout")
 
     async def ping(self) -> bool:
+        """Return whether Redis replies to PING; in a cluster, whether every primary node replies."""
         try:
+            if isinstance(self.client, RedisCluster):
+                return bool(await self.client.ping(target_nodes=RedisCluster.PRIMARIES))
             return bool(await self.client.ping())
         except (RedisError, OSError):
             return False
