@@ -20,6 +20,9 @@ class OptimizerConfig:
     patience: int = 3  # epochs without a better validation loss before stopping
     # Loss weight per task head, in TASKS order: click, add_to_cart, purchase, relevance.
     task_weights: tuple[float, float, float, float] = (1.0, 1.0, 1.0, 0.5)
+    # Learning rate of the tuned encoder layers (see TrainConfig.tuned_layers): pre-trained
+    # weights need much smaller steps than the freshly initialized ranker.
+    encoder_learning_rate: float = 3e-5
 
 
 @dataclass(frozen=True)
@@ -32,6 +35,9 @@ class TrainConfig:
     validation_share: float = 0.1
     test_share: float = 0.1
     encoder_path: str | None = None
+    # Top encoder layers trained jointly with the ranker: 0 keeps the encoder frozen, a number at
+    # least the encoder's depth (6 for MiniLM) tunes every transformer layer.
+    tuned_layers: int = 0
     max_query_tokens: int = 32
     max_title_tokens: int = 64
     use_relevance_labels: bool = True

@@ -1,4 +1,10 @@
-"""The MMoE training loop: per-task weighted binary cross-entropy, early stopping on validation."""
+"""The MMoE training loop: per-task weighted binary cross-entropy, early stopping on validation.
+
+Any module with the ranker's `logits(categorical, continuous, query_embedding, product_embedding,
+positions)` and `forward` trains here, which is how the neural baselines share the loss, the
+position bias and the stopping rule. Embeddings come from fixed tables or, when the encoder's
+top layers are tuned, from `TunedEmbeddings`, whose parameters get their own learning rate.
+"""
 
 import copy
 import logging
@@ -22,13 +28,22 @@ class EmbeddingTables:
     queries: torch.Tensor  # [n_queries, d]
     products: torch.Tensor  # [n_products, d]
 
+    def lookup(
+        self, query_rows: torch.Tensor, product_rows: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.queries[query_rows], self.products[product_rows]
 
-def _batch_inputs(data: RankingSet, rows: np.ndarray, tables: EmbeddingTables) -> tuple[torch.Tensor, ...]:
+
+def _batch_inputs(data: RankingSet, rows: np.ndarray, tables) -> tuple[torch.Tensor, ...]:
+    """Return the model inputs of `rows`; `tables` is EmbeddingTables or TunedEmbeddings."""
+    queries, products = tables.lookup(
+        torch.from_numpy(data.query_rows[rows]), torch.from_numpy(data.product_rows[rows])
+    )
     return (
         torch.from_numpy(data.categorical[rows]),
         torch.from_numpy(data.continuous[rows]),
-        tables.queries[torch.from_numpy(data.query_rows[rows])],
-        tables.products[torch.from_numpy(data.product_rows[rows])],
+        queries,
+        products,
     )
 
 
@@ -53,10 +68,10 @@ def predict(model: MMoERanker, data: RankingSet, tables: EmbeddingTables) -> np.
     return np.concatenate(outputs) if outputs else np.zeros((0, len(TASKS)), np.float32)
 
 
-def validation_loss(
-    model: MMoERanker, data: RankingSet, tables: EmbeddingTables, weights: torch.Tensor
-) -> float:
+def validation_loss(model: MMoERanker, data: RankingSet, tables, weights: torch.Tensor) -> float:
     model.eval()
+    if isinstance(tables, nn.Module):
+        tables.eval()
     total, batches = 0.0, 0
     with torch.no_grad():
         for start in range(0, len(data), PREDICT_BATCH):
@@ -73,12 +88,17 @@ def fit(
     model: MMoERanker,
     train: RankingSet,
     validation: RankingSet,
-    tables: EmbeddingTables,
+    tables,
     config: OptimizerConfig,
     use_relevance_labels: bool,
     seed: int,
 ) -> list[dict[str, float]]:
-    """Train in place and keep the weights of the best validation epoch; return per-epoch history."""
+    """Train in place and keep the weights of the best validation epoch; return per-epoch history.
+
+    `tables` is EmbeddingTables, or TunedEmbeddings whose top encoder layers train jointly with
+    the model at `config.encoder_learning_rate` and are restored to their best epoch too.
+    """
+    tuned = tables if isinstance(tables, nn.Module) else None
     generator = np.random.default_rng(seed)
     torch.manual_seed(seed)
     weights = torch.tensor(config.task_weights, dtype=torch.float32)
@@ -87,14 +107,16 @@ def fit(
     # Validation lists have no relevance labels; stopping is judged on the behavioural tasks.
     validation_weights = weights.clone()
     validation_weights[TASKS.index("relevance")] = 0.0
-    optimizer = torch.optim.AdamW(
-        model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
-    )
+    groups = [{"params": list(model.parameters()), "lr": config.learning_rate}]
+    if tuned is not None:
+        groups.append({"params": list(tuned.parameters()), "lr": config.encoder_learning_rate})
+    optimizer = torch.optim.AdamW(groups, weight_decay=config.weight_decay)
+    trained = nn.ModuleList([model] + ([tuned] if tuned is not None else []))
 
     best_loss, best_state, stale, history = float("inf"), None, 0, []
     for epoch in range(1, config.epochs + 1):
         started = time.perf_counter()
-        model.train()
+        trained.train()
         order = generator.permutation(len(train))
         running = 0.0
         for start in range(0, len(order), config.batch_size):
@@ -126,7 +148,7 @@ def fit(
             "  (best)" if improved else "",
         )
         if improved:
-            best_loss, best_state, stale = val_loss, copy.deepcopy(model.state_dict()), 0
+            best_loss, best_state, stale = val_loss, copy.deepcopy(trained.state_dict()), 0
         else:
             stale += 1
             if stale >= config.patience:
@@ -134,5 +156,6 @@ def fit(
                 break
 
     if best_state is not None:
-        model.load_state_dict(best_state)
+        trained.load_state_dict(best_state)
+    trained.eval()
     return history
