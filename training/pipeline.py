@@ -52,7 +52,7 @@ from training.onnx_export import export_encoder
 from training.report import plot_run
 from training.sampling import sample_sessions
 from training.simulation.behaviour import SimulatedUser, simulate_log
-from training.trainer import EmbeddingTables, fit, predict
+from training.trainer import EmbeddingTables, fine_tune, fit, predict
 
 logger = logging.getLogger(__name__)
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt")
@@ -257,13 +257,16 @@ def train_ranker(
     config: TrainConfig,
     train_set: RankingSet | None = None,
     caches: dict | None = None,
+    warm_start: "TrainedRanker | None" = None,
 ) -> TrainedRanker:
     """Step 6: train an MMoE on `data` with `config`'s model, label and encoder switches.
 
-    `train_set` replaces the prepared (sampled) training set, for the ablation without sampling.
-    `caches` maps a tuned-layer count to (query, title) HiddenStateCache pairs built earlier, so
-    that several fine-tuned models share one pass of the frozen encoder. Returns the model, the
-    per-epoch history and the embedding tables to predict with (fixed, or tuned by training).
+    With `tuned_layers` > 0 the ranker first trains with the frozen encoder (or starts from
+    `warm_start`, a ranker already trained so with the same config otherwise), then fine-tunes
+    with the encoder's top layers for `optimizer.tuning_steps` steps. `train_set` replaces the
+    prepared (sampled) training set, for the ablation without sampling. `caches` maps a
+    tuned-layer count to (query, title) HiddenStateCache pairs built earlier, so that several
+    fine-tuned models share one pass of the frozen encoder.
     """
     train_set = train_set if train_set is not None else data.train_set
     model = MMoERanker(
@@ -276,27 +279,40 @@ def train_ranker(
     tables = EmbeddingTables(
         torch.from_numpy(data.catalog.query_embeddings), torch.from_numpy(data.catalog.embeddings)
     )
-    if config.tuned_layers > 0:
-        tables = _tuned_embeddings(config, data, caches or {})
-    logger.info(
-        "step 6/7 training MMoE on %d rows (%d parameters, %d tuned encoder layers)",
-        len(train_set),
-        sum(p.numel() for p in model.parameters()),
-        config.tuned_layers,
-    )
-    history_log = fit(
+    if warm_start is not None:
+        model.load_state_dict(warm_start.model.state_dict())
+        history_log = list(warm_start.history)
+    else:
+        logger.info(
+            "step 6/7 training MMoE on %d rows (%d parameters)",
+            len(train_set),
+            sum(p.numel() for p in model.parameters()),
+        )
+        history_log = fit(
+            model,
+            train_set,
+            data.sets["validation"],
+            tables,
+            config.optimizer,
+            config.use_relevance_labels,
+            config.seed,
+        )
+    if config.tuned_layers == 0:
+        return TrainedRanker(model, history_log, tables, None)
+
+    tuned = _tuned_embeddings(config, data, caches or {})
+    tuning = fine_tune(
         model,
+        tuned,
         train_set,
         data.sets["validation"],
-        tables,
         config.optimizer,
         config.use_relevance_labels,
         config.seed,
     )
-    if isinstance(tables, TunedEmbeddings):
-        fixed = EmbeddingTables(tables.embed_all(tables.query_cache), tables.embed_all(tables.product_cache))
-        return TrainedRanker(model, history_log, fixed, tables.top)
-    return TrainedRanker(model, history_log, tables, None)
+    history_log = [*history_log, {"fine_tuning": len(tuned.top.layers), **tuning}]
+    fixed = EmbeddingTables(tuned.embed_all(tuned.query_cache), tuned.embed_all(tuned.product_cache))
+    return TrainedRanker(model, history_log, fixed, tuned.top)
 
 
 def _tuned_embeddings(config: TrainConfig, data: PreparedData, caches: dict) -> TunedEmbeddings:

@@ -2,8 +2,8 @@
 
 Any module with the ranker's `logits(categorical, continuous, query_embedding, product_embedding,
 positions)` and `forward` trains here, which is how the neural baselines share the loss, the
-position bias and the stopping rule. Embeddings come from fixed tables or, when the encoder's
-top layers are tuned, from `TunedEmbeddings`, whose parameters get their own learning rate.
+position bias and the stopping rule. `fit` uses fixed embedding tables; `fine_tune` then trains
+the top encoder layers (`TunedEmbeddings`) together with the ranker for a fixed number of steps.
 """
 
 import copy
@@ -14,9 +14,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from torch import nn
+from tqdm import tqdm
 
 from training.config import OptimizerConfig
 from training.dataset import RankingSet
+from training.evaluation import list_boundaries
 from training.model.mmoe import TASKS, MMoERanker
 
 logger = logging.getLogger(__name__)
@@ -84,6 +86,72 @@ def validation_loss(model: MMoERanker, data: RankingSet, tables, weights: torch.
     return total / max(batches, 1)
 
 
+def _loss_weights(config: OptimizerConfig, use_relevance_labels: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Return (training, validation) task weights; validation lists have no relevance labels."""
+    weights = torch.tensor(config.task_weights, dtype=torch.float32)
+    if not use_relevance_labels:
+        weights[TASKS.index("relevance")] = 0.0
+    validation_weights = weights.clone()
+    validation_weights[TASKS.index("relevance")] = 0.0
+    return weights, validation_weights
+
+
+def fine_tune(
+    model: MMoERanker,
+    tuned: nn.Module,
+    train: RankingSet,
+    validation: RankingSet,
+    config: OptimizerConfig,
+    use_relevance_labels: bool,
+    seed: int,
+) -> dict[str, float]:
+    """Train the ranker and the tuned encoder layers together for `config.tuning_steps` steps.
+
+    Runs after `fit` with the frozen encoder. Each step takes `config.tuning_lists` whole lists,
+    so its distinct texts (one query and a few titles per list) bound the encoder's cost.
+    Returns the validation loss before and after, and the time taken.
+    """
+    started = time.perf_counter()
+    generator = np.random.default_rng(seed)
+    weights, validation_weights = _loss_weights(config, use_relevance_labels)
+    optimizer = torch.optim.AdamW(
+        [
+            {"params": list(model.parameters()), "lr": config.learning_rate * config.tuning_ranker_scale},
+            {"params": list(tuned.parameters()), "lr": config.encoder_learning_rate},
+        ],
+        weight_decay=config.weight_decay,
+    )
+    lists = list_boundaries(train.list_ids)
+    before = validation_loss(model, validation, tuned, validation_weights)
+    for _ in tqdm(range(config.tuning_steps), desc="fine-tuning encoder", unit="step", mininterval=5):
+        model.train()
+        tuned.train()
+        chosen = generator.choice(len(lists), size=min(config.tuning_lists, len(lists)), replace=False)
+        rows = np.concatenate([np.arange(lists[i].start, lists[i].stop) for i in chosen])
+        positions = torch.from_numpy(train.positions[rows])
+        logits = model.logits(*_batch_inputs(train, rows, tuned), positions=positions)
+        loss = task_loss(logits, torch.from_numpy(train.targets[rows]), weights)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    after = validation_loss(model, validation, tuned, validation_weights)
+    model.eval()
+    tuned.eval()
+    logger.info(
+        "fine-tuning: %d steps, validation_loss %.4f -> %.4f, %.0fs",
+        config.tuning_steps,
+        before,
+        after,
+        time.perf_counter() - started,
+    )
+    return {
+        "steps": config.tuning_steps,
+        "validation_loss_before": before,
+        "validation_loss_after": after,
+        "seconds": time.perf_counter() - started,
+    }
+
+
 def fit(
     model: MMoERanker,
     train: RankingSet,
@@ -93,25 +161,15 @@ def fit(
     use_relevance_labels: bool,
     seed: int,
 ) -> list[dict[str, float]]:
-    """Train in place and keep the weights of the best validation epoch; return per-epoch history.
-
-    `tables` is EmbeddingTables, or TunedEmbeddings whose top encoder layers train jointly with
-    the model at `config.encoder_learning_rate` and are restored to their best epoch too.
-    """
-    tuned = tables if isinstance(tables, nn.Module) else None
+    """Train in place and keep the weights of the best validation epoch; return per-epoch history."""
     generator = np.random.default_rng(seed)
     torch.manual_seed(seed)
-    weights = torch.tensor(config.task_weights, dtype=torch.float32)
-    if not use_relevance_labels:
-        weights[TASKS.index("relevance")] = 0.0
     # Validation lists have no relevance labels; stopping is judged on the behavioural tasks.
-    validation_weights = weights.clone()
-    validation_weights[TASKS.index("relevance")] = 0.0
-    groups = [{"params": list(model.parameters()), "lr": config.learning_rate}]
-    if tuned is not None:
-        groups.append({"params": list(tuned.parameters()), "lr": config.encoder_learning_rate})
-    optimizer = torch.optim.AdamW(groups, weight_decay=config.weight_decay)
-    trained = nn.ModuleList([model] + ([tuned] if tuned is not None else []))
+    weights, validation_weights = _loss_weights(config, use_relevance_labels)
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
+    )
+    trained = nn.ModuleList([model])
 
     best_loss, best_state, stale, history = float("inf"), None, 0, []
     for epoch in range(1, config.epochs + 1):

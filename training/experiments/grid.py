@@ -34,7 +34,7 @@ from training.experiments.statistics import (
 )
 from training.fusion_search import search_fusion_weights
 from training.model.mmoe import TASKS, MMoEConfig
-from training.pipeline import PreparedData, build_text_caches, prepare_data, train_ranker
+from training.pipeline import PreparedData, TrainedRanker, build_text_caches, prepare_data, train_ranker
 from training.sampling import SamplingConfig, sample_sessions
 from training.simulation.behaviour import SimulationConfig
 from training.trainer import EmbeddingTables, fit, predict
@@ -71,10 +71,12 @@ class EvaluationOptions:
     threads: int = 2
     epochs: int = 12
     # Tuned top-layer counts tried besides the frozen encoder; 6 (or more) tunes all layers.
-    tuned_layers: tuple[int, ...] = (1, 2, 6)
-    # Fine-tuned variants and the neural baselines (TabNet, FT-Transformer, DCN-V2) stop after
-    # at most this many epochs, because each of their epochs costs minutes on a 2-core CPU.
-    tuning_epochs: int = 4
+    tuned_layers: tuple[int, ...] = (1, 2)
+    # Joint encoder and ranker steps of each fine-tuned variant, after the frozen reference.
+    tuning_steps: int = 100
+    # The neural baselines (TabNet, FT-Transformer, DCN-V2) stop after at most this many epochs,
+    # because each of their epochs costs minutes on a 2-core CPU.
+    baseline_epochs: int = 4
     baselines: tuple[str, ...] = ALL_BASELINES
     heldout: HeldOutConfig = field(default_factory=HeldOutConfig)
     resamples: int = 1000
@@ -97,12 +99,13 @@ def quick_options(data_dir: str, output_dir: Path, seed: int, threads: int) -> E
     return EvaluationOptions(
         data_dir=data_dir,
         output_dir=output_dir,
-        sources=(SourcePlan("home_depot", 800, 250),),
+        sources=(SourcePlan("home_depot", 500, 150),),
         seed=seed,
         threads=threads,
-        epochs=4,
+        epochs=3,
         tuned_layers=(1,),
-        tuning_epochs=2,
+        tuning_steps=10,
+        baseline_epochs=2,
         heldout=HeldOutConfig(n_users=80, replicates=4),
         resamples=300,
         quick=True,
@@ -150,10 +153,10 @@ def evaluate_source(options: EvaluationOptions, plan: SourcePlan) -> dict:
     for name in options.baselines:
         models[name] = _timed(lambda name=name: _baseline(name, data, sets, config, options), "baseline")
         logger.info("evaluate %s: %s trained in %.0fs", plan.source, name, models[name].seconds)
+    shared = SharedTraining()
     for name, variant in _mmoe_variants(config, options).items():
-        models[name] = _timed(lambda v=variant: _mmoe(v, data, sets, options), "mmoe", variant)
+        models[name] = _timed(lambda v=variant: _mmoe(v, data, sets, options, shared), "mmoe", variant)
         logger.info("evaluate %s: %s trained in %.0fs", plan.source, name, models[name].seconds)
-    _free_caches(data)
 
     report = _summarize(models, sets, sessions, options)
     report["label_agreement"] = label_agreement(data.labels, data.judgements.frame)
@@ -190,7 +193,7 @@ def _mmoe_variants(base: TrainConfig, options: EvaluationOptions) -> dict[str, T
         "mmoe_no_sampling": dataclasses.replace(base, sampling=SamplingConfig(enabled=False)),
         "mmoe_no_interactions": dataclasses.replace(base, model=MMoEConfig(text_block="cosine")),
     }
-    tuning = dataclasses.replace(base.optimizer, epochs=min(options.tuning_epochs, options.epochs))
+    tuning = dataclasses.replace(base.optimizer, tuning_steps=options.tuning_steps)
     for k in options.tuned_layers:
         name = "mmoe_tuned_all" if k >= 6 else f"mmoe_tuned_top{k}"
         variants[name] = dataclasses.replace(base, tuned_layers=k, optimizer=tuning)
@@ -255,33 +258,45 @@ def _baseline(name: str, data: PreparedData, sets, config: TrainConfig, options)
         )
         return _fused({set_name: probabilities(rows) for set_name, rows in sets.items()}, sets)
     if name == "mmoe_tabular":
-        return _mmoe(dataclasses.replace(config, model=MMoEConfig(text_block="none")), data, sets, options)
+        tabular = dataclasses.replace(config, model=MMoEConfig(text_block="none"))
+        return _mmoe(tabular, data, sets, options, SharedTraining())
     network = baselines.tabular_network(
         name, data.vocabularies.cardinalities(), train.continuous.shape[1] + 1
     )
     model = baselines.TabularRanker(
         network, name, train.continuous.mean(axis=0), train.continuous.std(axis=0) + 1e-6
     )
-    capped = dataclasses.replace(config.optimizer, epochs=min(options.tuning_epochs, options.epochs))
+    capped = dataclasses.replace(config.optimizer, epochs=min(options.baseline_epochs, options.epochs))
     fit(model, train, validation, tables, capped, config.use_relevance_labels, config.seed)
     return _fused({set_name: predict(model, rows, tables) for set_name, rows in sets.items()}, sets)
 
 
-def _mmoe(config: TrainConfig, data: PreparedData, sets, options) -> dict[str, np.ndarray]:
+@dataclass
+class SharedTraining:
+    """What MMoE variants of one source share: encoder caches and the trained reference."""
+
+    caches: dict | None = None
+    reference: TrainedRanker | None = None
+
+
+def _mmoe(config: TrainConfig, data: PreparedData, sets, options, shared: SharedTraining) -> dict:
+    """Train one MMoE variant and return its fused scores per set.
+
+    Fine-tuned variants start from the trained reference (the frozen-encoder MMoE with the same
+    switches) instead of training it again, then run their joint fine-tuning steps.
+    """
     train_set = None
     if not config.sampling.enabled:
         train_set = _unsampled_train_set(data, config)
-    caches = getattr(data, "text_caches", None)
-    if config.tuned_layers > 0 and caches is None:
-        caches = build_text_caches(config, data, list(options.tuned_layers))
-        data.text_caches = caches
-    trained = train_ranker(data, config, train_set=train_set, caches=caches)
+    warm_start = None
+    if config.tuned_layers > 0:
+        if shared.caches is None:
+            shared.caches = build_text_caches(config, data, list(options.tuned_layers))
+        warm_start = shared.reference
+    trained = train_ranker(data, config, train_set=train_set, caches=shared.caches, warm_start=warm_start)
+    if shared.reference is None and config.tuned_layers == 0:
+        shared.reference = trained
     return _fused({name: predict(trained.model, rows, trained.tables) for name, rows in sets.items()}, sets)
-
-
-def _free_caches(data: PreparedData) -> None:
-    if hasattr(data, "text_caches"):
-        del data.text_caches
 
 
 def _unsampled_train_set(data: PreparedData, config: TrainConfig) -> RankingSet:
