@@ -6,7 +6,6 @@ from pathlib import Path
 
 from training.config import TrainConfig
 from training.experiments.grid import full_options, quick_options, run_evaluation
-from training.experiments.report import write_report
 
 logger = logging.getLogger(__name__)
 EXPORTED_SOURCE = "home_depot"
@@ -19,7 +18,6 @@ def evaluate_command(args: argparse.Namespace) -> Path:
     make_options = quick_options if args.quick else full_options
     options = make_options(str(args.data_dir), Path(args.output), args.seed, args.threads)
     results = run_evaluation(options)
-    write_report(results, options.output_dir)
     logger.info("evaluation finished in %.0fs; report in %s", results["seconds"], options.output_dir)
     if args.export:
         export_winner(results, args)
