@@ -214,7 +214,7 @@ def _manifest(version, run_dir, staging, checkpoint, fusion, parity) -> dict:
             "validation": metrics["validation"],
             "test": metrics["test"],
             "label_agreement": metrics["label_agreement"],
-            "epochs": len(metrics["history"]),
+            "epochs": sum("epoch" in row for row in metrics["history"]),
             "behaviour": metrics["behaviour"],
             # Every model of `ranker evaluate` on the same split, when the run came from --export.
             "comparison": metrics.get("comparison"),

@@ -25,7 +25,7 @@ def evaluate_command(args: argparse.Namespace) -> Path:
 
 
 def comparison_of(report: dict) -> dict:
-    """The manifest's record of the winner and every compared model (means and 95 % intervals)."""
+    """Return the manifest's record of the winner and every compared model (means, 95 % intervals)."""
     return {
         "winner": report["winner"]["name"],
         "selected_by": "validation NDCG@10 against human grades",

@@ -2,10 +2,10 @@
 
 Per relevance set: prepare the data once (split, simulated sessions, labels, sampling,
 features), then train and score reference floors, baselines and MMoE variants on it. Human
-metrics (NDCG@5, NDCG@10, MRR against the human grades) are measured on the held-out test
-queries' logged lists; per-task metrics on sessions of held-out users (`heldout.py`). The MMoE
-variant with the best validation NDCG@10 is the winner, which `--export` trains and exports as
-the serving bundle with every model's metrics in its manifest.
+metrics (NDCG@5, NDCG@10, MRR against the human grades) come from the test queries' logged
+lists. Per-task metrics come from sessions of held-out users (`heldout.py`). The MMoE variant
+with the best validation NDCG@10 is the winner, which `--export` trains and exports as the
+serving bundle with every model's metrics in its manifest.
 """
 
 import dataclasses
@@ -85,8 +85,8 @@ class EvaluationOptions:
 
 
 def full_options(data_dir: str, output_dir: Path, seed: int, threads: int) -> EvaluationOptions:
-    """The documented evaluation (docs/results.md): a seeded slice of Home Depot and all of
-    CrowdFlower, sized to finish within an hour on a 2-core CPU with every model trained."""
+    """Return the documented evaluation (docs/results.md): a seeded slice of Home Depot and all
+    of CrowdFlower, sized to finish within an hour on a 2-core CPU with every model trained."""
     return EvaluationOptions(
         data_dir=data_dir,
         output_dir=output_dir,
@@ -103,7 +103,7 @@ def full_options(data_dir: str, output_dir: Path, seed: int, threads: int) -> Ev
 
 
 def quick_options(data_dir: str, output_dir: Path, seed: int, threads: int) -> EvaluationOptions:
-    """A slice of Home Depot for CI: every model kind once, one fine-tuned variant, few epochs."""
+    """Return a Home Depot slice for CI: every model kind once, one fine-tuned variant, few epochs."""
     return EvaluationOptions(
         data_dir=data_dir,
         output_dir=output_dir,
@@ -194,7 +194,7 @@ def _base_config(options: EvaluationOptions, plan: SourcePlan) -> TrainConfig:
 
 
 def _mmoe_variants(base: TrainConfig, options: EvaluationOptions) -> dict[str, TrainConfig]:
-    """The MMoE reference, one ablation per switch, and the fine-tuned encoder variants."""
+    """Return the MMoE reference, one ablation per switch, and the fine-tuned encoder variants."""
     variants = {
         REFERENCE: base,
         "mmoe_no_relevance_labels": dataclasses.replace(base, use_relevance_labels=False),
@@ -281,7 +281,7 @@ def _baseline(name: str, data: PreparedData, sets, config: TrainConfig, options)
 
 @dataclass
 class SharedTraining:
-    """What MMoE variants of one source share: encoder caches and the trained reference."""
+    """Encoder caches and the trained reference, shared by the MMoE variants of one source."""
 
     caches: dict | None = None
     reference: TrainedRanker | None = None
@@ -366,7 +366,7 @@ def _summarize(models: dict[str, ModelScores], sets, sessions, options: Evaluati
 
 
 def _winner(report: dict, models: dict[str, ModelScores]) -> dict:
-    """The MMoE variant with the best validation NDCG@10; the tabular-only one is not servable."""
+    """Pick the MMoE variant with the best validation NDCG@10 (tabular-only is not servable)."""
     candidates = {
         name: report["models"][name]["validation/ndcg@10"]["mean"]
         for name, model in models.items()
