@@ -9,6 +9,7 @@ def _entry(value: float) -> dict:
 
 REPORT = {
     "winner": {"name": "mmoe_tuned_top2"},
+    "data": {"queries": 2000, "users": 300},
     "models": {"bm25": {"kind": "floor", "seconds": 0.1, **_entry(0.8)}, "mmoe_tuned_top2": _entry(0.9)},
 }
 
@@ -22,6 +23,10 @@ def test_comparison_keeps_every_model():
 
     assert set(models) == {"bm25", "mmoe_tuned_top2"}
     assert models["bm25"]["test/ndcg@10"] == {"mean": 0.8, "low": 0.8 - 0.01, "high": 0.8 + 0.01}
+
+
+def test_comparison_records_evaluation_data():
+    assert comparison_of(REPORT)["evaluated_on"] == {"queries": 2000, "users": 300}
 
 
 def test_comparison_drops_other_fields():

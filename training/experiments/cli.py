@@ -1,6 +1,7 @@
 """The work behind `ranker evaluate`: run the grid, write the report, optionally export the winner."""
 
 import argparse
+import dataclasses
 import logging
 from pathlib import Path
 
@@ -29,6 +30,7 @@ def comparison_of(report: dict) -> dict:
     return {
         "winner": report["winner"]["name"],
         "selected_by": "validation NDCG@10 against human grades",
+        "evaluated_on": report["data"],
         "behaviour": "simulated (docs/simulation.md); human relevance is real",
         "models": {
             name: {metric: entry[metric] for metric in COMPARED_METRICS}
@@ -45,8 +47,17 @@ def export_winner(results: dict, args: argparse.Namespace) -> str:
     report = results["sources"].get(EXPORTED_SOURCE)
     if report is None:
         raise ValueError(f"--export needs the {EXPORTED_SOURCE} source in the evaluation")
-    config = TrainConfig.from_dict(report["winner"]["config"])
-    logger.info("exporting the winner %s", report["winner"]["name"])
+    # The winner's switches, trained on all the data with the default size and epochs: the
+    # evaluation may have used a slice to fit every model into its time budget.
+    chosen = TrainConfig.from_dict(report["winner"]["config"])
+    defaults = TrainConfig()
+    config = dataclasses.replace(
+        chosen,
+        max_queries=None,
+        simulation=dataclasses.replace(chosen.simulation, n_users=defaults.simulation.n_users),
+        optimizer=dataclasses.replace(chosen.optimizer, epochs=defaults.optimizer.epochs),
+    )
+    logger.info("exporting the winner %s, trained on all of %s", report["winner"]["name"], config.source)
     run_dir = run_training(config, Path(args.runs_dir), comparison=comparison_of(report))
     version = export_bundle(run_dir, Path(args.models_dir), set_current=True)
     logger.info("bundle %s from run %s is now current", version, run_dir)
