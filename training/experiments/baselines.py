@@ -1,6 +1,6 @@
 """Baseline rankers trained on the same split, sessions and features as the MMoE.
 
-Every baseline sees the tabular features (3 categorical, 21 continuous) plus the cosine of the
+Every baseline gets the tabular features (3 categorical, 21 continuous) plus the cosine of the
 frozen encoder's query and title embeddings. The 768 element-wise interaction columns of the
 full MMoE are left out for them: tree ensembles and attention over feature tokens become too
 slow on a 2-core CPU with that many columns. The MMoE without interactions (text block
@@ -92,7 +92,7 @@ def fit_xgboost_ranker(train: RankingSet, validation: RankingSet, tables, thread
 
 
 def fit_xgboost_per_task(train: RankingSet, validation: RankingSet, tables, threads: int, seed: int):
-    """One binary XGBoost model per behavioural task and a logistic one for the relevance label.
+    """Train one binary XGBoost model per behavioural task and a logistic one for relevance.
 
     Returns a function giving probabilities [n, len(TASKS)], fused like the MMoE's heads.
     """
@@ -175,8 +175,8 @@ def _align_like(frame: pd.DataFrame, reference: pd.DataFrame) -> pd.DataFrame:
 class TabularRanker(nn.Module):
     """A tabular network with the MMoE's inputs, outputs and position bias, for `trainer.fit`.
 
-    The network sees standardized continuous features plus the encoder cosine; the embedding
-    inputs are used only for that cosine.
+    The network gets standardized continuous features plus the encoder cosine. The embedding
+    inputs serve only to compute that cosine.
     """
 
     def __init__(self, network: nn.Module, kind: str, continuous_mean, continuous_std) -> None:

@@ -108,7 +108,7 @@ def _user_features(prepared, simulator: SessionSimulator, users: list[SimulatedU
 
 
 def _test_sessions(prepared, users: list[SimulatedUser], config: HeldOutConfig, rng) -> pd.DataFrame:
-    """A log-shaped frame with one session per (test query, new user), in judged order."""
+    """Return a log-shaped frame with one session per (test query, new user), in judged order."""
     activity = np.array([u.activity for u in users])
     frame = prepared.judgements.frame
     judged = {q: group for q, group in frame.groupby("query", sort=True)}

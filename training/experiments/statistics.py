@@ -1,9 +1,9 @@
 """Per-query metric values, bootstrap confidence intervals and relevance-label agreement.
 
-Metric values are computed per list with `training.evaluation` (checked against hand-computed
-cases and scikit-learn's `ndcg_score` in the tests), averaged per query, and the 95 % interval
-of the mean over queries comes from `scipy.stats.bootstrap` (percentile method), because lists
-of one query share its judgements and are not independent.
+Metric values are computed per list with `training.evaluation`, which the tests check against
+hand-computed cases and scikit-learn's `ndcg_score`. They are averaged per query, because lists
+of one query share its judgements and are not independent. The 95 % interval of the mean over
+queries comes from `scipy.stats.bootstrap` (percentile method).
 """
 
 import numpy as np

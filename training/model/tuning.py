@@ -3,7 +3,7 @@
 The layers below the tuned ones never change, so their output for each text is computed once
 and cached (`HiddenStateCache`, float16, padding stripped). A training batch then runs only the
 top k layers, on the distinct queries and titles of the batch, followed by the mean pooling and
-L2 normalization of `SentenceEncoder`. With k = all the cache holds the output of the embedding
+L2 normalization of `SentenceEncoder`. With k = all the cache contains the output of the embedding
 layer, which stays frozen.
 
 After training, `merge_into` writes the tuned layers back into a full `SentenceEncoder`, which
