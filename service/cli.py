@@ -118,6 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.set_defaults(handler=run_bench)
 
     add_deploy_commands(commands, lambda parser: _add_models_dir(parser, defaults))
+    _add_evaluate_command(commands, defaults)
 
     up = commands.add_parser(
         "up", help="train and export a bundle unless one exists, load user features into Redis, then serve"
@@ -382,6 +383,44 @@ def _prepare_multiprocess_metrics() -> None:
         atexit.register(shutil.rmtree, folder, True)
         os.environ[MULTIPROCESS_DIR_VARIABLE] = folder
     logger.info("metrics of all workers are shared through %s", folder)
+
+
+def _add_evaluate_command(commands, defaults: Settings) -> None:
+    evaluate = commands.add_parser(
+        "evaluate",
+        help="compare the MMoE with baselines and ablations on held-out queries; writes a report folder",
+    )
+    _add_data_dir(evaluate)
+    _add_models_dir(evaluate, defaults)
+    evaluate.add_argument("--seed", type=int, default=7, help="seed of splits, simulation and training")
+    evaluate.add_argument(
+        "--quick",
+        action="store_true",
+        help="a slice of Home Depot with short training, for CI (a few minutes instead of about an hour)",
+    )
+    evaluate.add_argument(
+        "--output", type=Path, default=Path("reports/evaluation"), help="report folder (default: %(default)s)"
+    )
+    evaluate.add_argument(
+        "--threads", type=positive_int, default=os.cpu_count() or 1, help="torch and boosting threads"
+    )
+    evaluate.add_argument(
+        "--export",
+        action="store_true",
+        help="train the Home Depot winner on validation NDCG@10 with the full pipeline, export it as "
+        "the current bundle, and record every model's metrics in its manifest",
+    )
+    evaluate.add_argument(
+        "--runs-dir", type=Path, default=Path("runs"), help="where --export puts its run folder"
+    )
+    evaluate.set_defaults(handler=run_evaluate)
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    from training.experiments.cli import evaluate_command
+
+    print(evaluate_command(args))
+    return 0
 
 
 def run_up(args: argparse.Namespace) -> int:

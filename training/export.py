@@ -227,8 +227,10 @@ def _manifest(version, run_dir, staging, checkpoint, fusion, parity) -> dict:
             "validation": metrics["validation"],
             "test": metrics["test"],
             "label_agreement": metrics["label_agreement"],
-            "epochs": len(metrics["history"]),
+            "epochs": sum("epoch" in row for row in metrics["history"]),
             "behaviour": metrics["behaviour"],
+            # Every model of `ranker evaluate` on the same split, when the run came from --export.
+            "comparison": metrics.get("comparison"),
         },
         "data": {"source": config["source"], "max_queries": config["max_queries"], "seed": config["seed"]},
         "files": {str(p.relative_to(staging)): sha256_of(p) for p in files},

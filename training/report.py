@@ -16,11 +16,11 @@ def plot_run(metrics: dict, path: Path) -> None:
     """Write a PNG with the per-epoch losses and the test metrics of the model and two baselines."""
     figure, (losses, bars) = plt.subplots(1, 2, figsize=(13, 4.5), gridspec_kw={"width_ratios": [1, 2]})
 
-    epochs = [row["epoch"] for row in metrics["history"]]
-    losses.plot(epochs, [row["train_loss"] for row in metrics["history"]], marker="o", label="train")
-    losses.plot(
-        epochs, [row["validation_loss"] for row in metrics["history"]], marker="o", label="validation"
-    )
+    # Epoch rows only: a fine-tuning record (no "epoch" key) may close the history.
+    history = [row for row in metrics["history"] if "epoch" in row]
+    epochs = [row["epoch"] for row in history]
+    losses.plot(epochs, [row["train_loss"] for row in history], marker="o", label="train")
+    losses.plot(epochs, [row["validation_loss"] for row in history], marker="o", label="validation")
     losses.set_xlabel("epoch")
     losses.set_ylabel("weighted BCE")
     losses.set_title("Training loss")

@@ -1,4 +1,10 @@
-"""The MMoE training loop: per-task weighted binary cross-entropy, early stopping on validation."""
+"""The MMoE training loop: per-task weighted binary cross-entropy, early stopping on validation.
+
+Any module with the ranker's `logits(categorical, continuous, query_embedding, product_embedding,
+positions)` and `forward` trains here, which is how the neural baselines share the loss, the
+position bias and the stopping rule. `fit` uses fixed embedding tables; `fine_tune` then trains
+the top encoder layers (`TunedEmbeddings`) together with the ranker for a fixed number of steps.
+"""
 
 import copy
 import logging
@@ -8,9 +14,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from torch import nn
+from tqdm import tqdm
 
 from training.config import OptimizerConfig
 from training.dataset import RankingSet
+from training.evaluation import list_boundaries
 from training.model.mmoe import TASKS, MMoERanker
 
 logger = logging.getLogger(__name__)
@@ -22,13 +30,22 @@ class EmbeddingTables:
     queries: torch.Tensor  # [n_queries, d]
     products: torch.Tensor  # [n_products, d]
 
+    def lookup(
+        self, query_rows: torch.Tensor, product_rows: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.queries[query_rows], self.products[product_rows]
 
-def _batch_inputs(data: RankingSet, rows: np.ndarray, tables: EmbeddingTables) -> tuple[torch.Tensor, ...]:
+
+def _batch_inputs(data: RankingSet, rows: np.ndarray, tables) -> tuple[torch.Tensor, ...]:
+    """Return the model inputs of `rows`; `tables` is EmbeddingTables or TunedEmbeddings."""
+    queries, products = tables.lookup(
+        torch.from_numpy(data.query_rows[rows]), torch.from_numpy(data.product_rows[rows])
+    )
     return (
         torch.from_numpy(data.categorical[rows]),
         torch.from_numpy(data.continuous[rows]),
-        tables.queries[torch.from_numpy(data.query_rows[rows])],
-        tables.products[torch.from_numpy(data.product_rows[rows])],
+        queries,
+        products,
     )
 
 
@@ -53,10 +70,10 @@ def predict(model: MMoERanker, data: RankingSet, tables: EmbeddingTables) -> np.
     return np.concatenate(outputs) if outputs else np.zeros((0, len(TASKS)), np.float32)
 
 
-def validation_loss(
-    model: MMoERanker, data: RankingSet, tables: EmbeddingTables, weights: torch.Tensor
-) -> float:
+def validation_loss(model: MMoERanker, data: RankingSet, tables, weights: torch.Tensor) -> float:
     model.eval()
+    if isinstance(tables, nn.Module):
+        tables.eval()
     total, batches = 0.0, 0
     with torch.no_grad():
         for start in range(0, len(data), PREDICT_BATCH):
@@ -69,11 +86,77 @@ def validation_loss(
     return total / max(batches, 1)
 
 
+def _loss_weights(config: OptimizerConfig, use_relevance_labels: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Return (training, validation) task weights; validation lists have no relevance labels."""
+    weights = torch.tensor(config.task_weights, dtype=torch.float32)
+    if not use_relevance_labels:
+        weights[TASKS.index("relevance")] = 0.0
+    validation_weights = weights.clone()
+    validation_weights[TASKS.index("relevance")] = 0.0
+    return weights, validation_weights
+
+
+def fine_tune(
+    model: MMoERanker,
+    tuned: nn.Module,
+    train: RankingSet,
+    validation: RankingSet,
+    config: OptimizerConfig,
+    use_relevance_labels: bool,
+    seed: int,
+) -> dict[str, float]:
+    """Train the ranker and the tuned encoder layers together for `config.tuning_steps` steps.
+
+    Runs after `fit` with the frozen encoder. Each step takes `config.tuning_lists` whole lists,
+    so its distinct texts (one query and a few titles per list) bound the encoder's cost.
+    Returns the validation loss before and after, and the time taken.
+    """
+    started = time.perf_counter()
+    generator = np.random.default_rng(seed)
+    weights, validation_weights = _loss_weights(config, use_relevance_labels)
+    optimizer = torch.optim.AdamW(
+        [
+            {"params": list(model.parameters()), "lr": config.learning_rate * config.tuning_ranker_scale},
+            {"params": list(tuned.parameters()), "lr": config.encoder_learning_rate},
+        ],
+        weight_decay=config.weight_decay,
+    )
+    lists = list_boundaries(train.list_ids)
+    before = validation_loss(model, validation, tuned, validation_weights)
+    for _ in tqdm(range(config.tuning_steps), desc="fine-tuning encoder", unit="step", mininterval=5):
+        model.train()
+        tuned.train()
+        chosen = generator.choice(len(lists), size=min(config.tuning_lists, len(lists)), replace=False)
+        rows = np.concatenate([np.arange(lists[i].start, lists[i].stop) for i in chosen])
+        positions = torch.from_numpy(train.positions[rows])
+        logits = model.logits(*_batch_inputs(train, rows, tuned), positions=positions)
+        loss = task_loss(logits, torch.from_numpy(train.targets[rows]), weights)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    after = validation_loss(model, validation, tuned, validation_weights)
+    model.eval()
+    tuned.eval()
+    logger.info(
+        "fine-tuning: %d steps, validation_loss %.4f -> %.4f, %.0fs",
+        config.tuning_steps,
+        before,
+        after,
+        time.perf_counter() - started,
+    )
+    return {
+        "steps": config.tuning_steps,
+        "validation_loss_before": before,
+        "validation_loss_after": after,
+        "seconds": time.perf_counter() - started,
+    }
+
+
 def fit(
     model: MMoERanker,
     train: RankingSet,
     validation: RankingSet,
-    tables: EmbeddingTables,
+    tables,
     config: OptimizerConfig,
     use_relevance_labels: bool,
     seed: int,
@@ -81,20 +164,17 @@ def fit(
     """Train in place and keep the weights of the best validation epoch; return per-epoch history."""
     generator = np.random.default_rng(seed)
     torch.manual_seed(seed)
-    weights = torch.tensor(config.task_weights, dtype=torch.float32)
-    if not use_relevance_labels:
-        weights[TASKS.index("relevance")] = 0.0
     # Validation lists have no relevance labels; stopping is judged on the behavioural tasks.
-    validation_weights = weights.clone()
-    validation_weights[TASKS.index("relevance")] = 0.0
+    weights, validation_weights = _loss_weights(config, use_relevance_labels)
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
     )
+    trained = nn.ModuleList([model])
 
     best_loss, best_state, stale, history = float("inf"), None, 0, []
     for epoch in range(1, config.epochs + 1):
         started = time.perf_counter()
-        model.train()
+        trained.train()
         order = generator.permutation(len(train))
         running = 0.0
         for start in range(0, len(order), config.batch_size):
@@ -126,7 +206,7 @@ def fit(
             "  (best)" if improved else "",
         )
         if improved:
-            best_loss, best_state, stale = val_loss, copy.deepcopy(model.state_dict()), 0
+            best_loss, best_state, stale = val_loss, copy.deepcopy(trained.state_dict()), 0
         else:
             stale += 1
             if stale >= config.patience:
@@ -134,5 +214,6 @@ def fit(
                 break
 
     if best_state is not None:
-        model.load_state_dict(best_state)
+        trained.load_state_dict(best_state)
+    trained.eval()
     return history

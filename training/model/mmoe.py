@@ -8,8 +8,11 @@ Inputs, for n (user, query, product) rows:
 Output:
     task_probabilities float32 [n, len(TASKS)]
 
-The text block is [cosine, q * p, |q - p|] of the two embeddings; the shared bottom feeds the
-experts, and each task has a softmax gate over the experts and a tower with a sigmoid output.
+The text block (`MMoEConfig.text_block`) is [cosine, q * p, |q - p|] of the two embeddings
+("interactions"), the cosine alone ("cosine"), or nothing ("none", the tabular-only baseline,
+which cannot be exported because its graph would drop the embedding inputs). The shared bottom
+feeds the experts, and each task has a softmax gate over the experts and a tower with a sigmoid
+output.
 
 Position bias: in training, each task's logit gets a learned bias per logged position
 (`position_bias`), so the towers learn what makes a product attractive rather than where the old
@@ -27,6 +30,7 @@ TASKS: tuple[str, ...] = ("click", "add_to_cart", "purchase", "relevance")
 # Logged positions beyond this share one position-bias entry.
 MAX_POSITION = 20
 SERVED_TASKS: tuple[str, ...] = ("click", "add_to_cart", "purchase")
+TEXT_BLOCKS: tuple[str, ...] = ("interactions", "cosine", "none")
 
 
 @dataclass(frozen=True)
@@ -39,7 +43,11 @@ class MMoEConfig:
     expert_dims: tuple[int, int] = (128, 64)
     tower_dim: int = 32
     dropout: float = 0.1
-    use_embedding_interactions: bool = True
+    text_block: str = "interactions"
+
+    def __post_init__(self) -> None:
+        if self.text_block not in TEXT_BLOCKS:
+            raise ValueError(f"text_block {self.text_block!r} is not one of {TEXT_BLOCKS}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -67,7 +75,7 @@ class MMoERanker(nn.Module):
         self.register_buffer("continuous_mean", torch.as_tensor(continuous_mean, dtype=torch.float32))
         self.register_buffer("continuous_std", torch.as_tensor(continuous_std, dtype=torch.float32))
 
-        text_dim = 1 + 2 * embedding_dim if config.use_embedding_interactions else 1
+        text_dim = {"interactions": 1 + 2 * embedding_dim, "cosine": 1, "none": 0}[config.text_block]
         input_dim = sum(e.embedding_dim for e in self.embeddings) + len(continuous_mean) + text_dim
         self.bottom = nn.Sequential(
             nn.Linear(input_dim, config.bottom_dim), nn.ReLU(), nn.Dropout(config.dropout)
@@ -101,10 +109,7 @@ class MMoERanker(nn.Module):
     ) -> torch.Tensor:
         embedded = [table(categorical[:, i]) for i, table in enumerate(self.embeddings)]
         standardized = (continuous - self.continuous_mean) / self.continuous_std
-        cosine = (query_embedding * product_embedding).sum(dim=1, keepdim=True)
-        text = [cosine]
-        if self.config.use_embedding_interactions:
-            text += [query_embedding * product_embedding, (query_embedding - product_embedding).abs()]
+        text = text_features(query_embedding, product_embedding, self.config.text_block)
         shared = self.bottom(torch.cat([*embedded, standardized, *text], dim=1))
 
         experts = torch.stack([expert(shared) for expert in self.experts], dim=1)  # [n, experts, out]
@@ -123,12 +128,24 @@ class MMoERanker(nn.Module):
         return torch.tensor([task != "relevance" for task in TASKS], dtype=torch.float32)
 
 
+def text_features(query_embedding: torch.Tensor, product_embedding: torch.Tensor, block: str) -> list:
+    """Return the text block's tensors, each [n, width], for `MMoEConfig.text_block`."""
+    if block == "none":
+        return []
+    cosine = (query_embedding * product_embedding).sum(dim=1, keepdim=True)
+    if block == "cosine":
+        return [cosine]
+    return [cosine, query_embedding * product_embedding, (query_embedding - product_embedding).abs()]
+
+
 def ranker_from_checkpoint(checkpoint: dict) -> MMoERanker:
     """Rebuild a ranker saved by the training pipeline (see `checkpoint_of`)."""
     n_continuous = checkpoint["n_continuous"]
-    config = MMoEConfig(
-        **{k: tuple(v) if isinstance(v, list) else v for k, v in checkpoint["model_config"].items()}
-    )
+    stored = dict(checkpoint["model_config"])
+    # Checkpoints written before `text_block` had a boolean switch for the same choice.
+    if "use_embedding_interactions" in stored:
+        stored["text_block"] = "interactions" if stored.pop("use_embedding_interactions") else "cosine"
+    config = MMoEConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in stored.items()})
     model = MMoERanker(
         config,
         tuple(checkpoint["cardinalities"]),

@@ -130,6 +130,30 @@ class SessionSimulator:
             for query, group in frame.groupby("query", sort=True)
         }
 
+    def response_probabilities(
+        self, user: SimulatedUser, product_id: str, relevance: float
+    ) -> tuple[float, float, float]:
+        """Return P(attraction), P(add-to-cart | click) and P(purchase | add-to-cart)."""
+        c = self.config
+        attributes = self.attributes[product_id]
+        segment = SIMULATED_SEGMENTS.index(user.segment)
+        category_taste = user.category_affinity[self.category_index[attributes.category]]
+        brand_taste = user.brand_affinity.get(attributes.brand, 0.0)
+        attraction = _sigmoid(
+            c.attraction_bias
+            + c.attraction_relevance * (relevance - 0.5)
+            + c.attraction_category * category_taste
+            + c.attraction_brand * brand_taste
+        )
+        add_to_cart = _sigmoid(
+            c.add_to_cart_bias
+            + c.add_to_cart_relevance * relevance
+            + c.add_to_cart_brand * brand_taste
+            + c.segment_add_to_cart[segment]
+        )
+        purchase = _sigmoid(c.purchase_bias + c.purchase_relevance * relevance + c.segment_purchase[segment])
+        return float(attraction), float(add_to_cart), float(purchase)
+
     def session(
         self, rng: np.random.Generator, user: SimulatedUser, query: str, logging_quality: float
     ) -> list[tuple]:
@@ -137,31 +161,37 @@ class SessionSimulator:
         c = self.config
         product_ids, relevance = self.lists[query]
         logged = np.argsort(-(logging_quality * relevance + rng.gumbel(size=len(relevance))))
-        segment = SIMULATED_SEGMENTS.index(user.segment)
         rows = []
         for position, idx in enumerate(logged, start=1):
-            attributes = self.attributes[product_ids[idx]]
-            category_taste = user.category_affinity[self.category_index[attributes.category]]
-            brand_taste = user.brand_affinity.get(attributes.brand, 0.0)
+            attraction, p_add_to_cart, p_purchase = self.response_probabilities(
+                user, product_ids[idx], relevance[idx]
+            )
             examined = rng.random() < 1.0 / position**c.examination_eta
-            attraction = _sigmoid(
-                c.attraction_bias
-                + c.attraction_relevance * (relevance[idx] - 0.5)
-                + c.attraction_category * category_taste
-                + c.attraction_brand * brand_taste
-            )
             click = examined and rng.random() < attraction
-            add_to_cart = click and rng.random() < _sigmoid(
-                c.add_to_cart_bias
-                + c.add_to_cart_relevance * relevance[idx]
-                + c.add_to_cart_brand * brand_taste
-                + c.segment_add_to_cart[segment]
-            )
-            purchase = add_to_cart and rng.random() < _sigmoid(
-                c.purchase_bias + c.purchase_relevance * relevance[idx] + c.segment_purchase[segment]
-            )
+            add_to_cart = click and rng.random() < p_add_to_cart
+            purchase = add_to_cart and rng.random() < p_purchase
             rows.append((product_ids[idx], position, int(click), int(add_to_cart), int(purchase)))
         return rows
+
+
+def simulate_ranked_outcomes(
+    probabilities: np.ndarray, order: np.ndarray, uniforms: np.ndarray, examination_eta: float
+) -> np.ndarray:
+    """Return int [replicates, n, 3] click, add-to-cart and purchase of products shown in `order`.
+
+    `probabilities` [n, 3] are `SessionSimulator.response_probabilities` per product, `order`
+    lists product indices from position 1 down, and `uniforms` [replicates, n, 4] are random
+    draws for examination, attraction, add-to-cart and purchase. The draws are indexed by
+    product and not by position, so two rankings of one session differ only through their
+    order (common random numbers).
+    """
+    positions = np.empty(len(order), dtype=float)
+    positions[order] = np.arange(1, len(order) + 1)
+    examined = uniforms[..., 0] < 1.0 / positions**examination_eta
+    click = examined & (uniforms[..., 1] < probabilities[:, 0])
+    add_to_cart = click & (uniforms[..., 2] < probabilities[:, 1])
+    purchase = add_to_cart & (uniforms[..., 3] < probabilities[:, 2])
+    return np.stack([click, add_to_cart, purchase], axis=-1).astype(np.int64)
 
 
 def simulate_log(

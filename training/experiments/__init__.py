@@ -1,0 +1,1 @@
+"""Model comparison on the real relevance data: baselines, ablations, intervals, report."""
