@@ -85,7 +85,7 @@ class RankingPipeline:
         executor: Executor,
         lease_bundle: Callable[[], AbstractContextManager[Bundle]],
         query_cache: QueryEmbeddingCache | None = None,
-        max_new_titles: int = 64,
+        max_new_titles: int = 8,
         deadline_seconds: float = 0.15,
         user_timeout_seconds: float = 0.05,
     ) -> None:
@@ -194,7 +194,7 @@ def score_candidates(
     timer: StageTimer,
     submitted: float | None = None,
     query_cache: QueryEmbeddingCache | None = None,
-    max_new_titles: int = 64,
+    max_new_titles: int = 8,
     deadline: Deadline | None = None,
 ) -> Scored:
     """Run the CPU-bound stages in the inference thread pool.
@@ -265,7 +265,7 @@ def embed_query(
 
 
 def gather_products(
-    bundle: Bundle, candidates: Sequence[Candidate], max_new_titles: int = 64
+    bundle: Bundle, candidates: Sequence[Candidate], max_new_titles: int = 8
 ) -> tuple[list[ProductAttributes], np.ndarray, int]:
     """Return attributes, embeddings [candidates, d] and the count of unknown untitled products.
 
