@@ -199,20 +199,8 @@ def test_symlinked_bundle_rejected(models, bundle_dir, tmp_path_factory):
 @pytest.mark.parametrize("damage", BROKEN, ids=lambda f: f.__name__)
 def test_broken_bundle_refused_and_old_keeps_serving(models, bundle_dir, damage):
     damage(link_bundle(bundle_dir, models, "broken"))
-    metrics = Metrics()
-    manager = BundleManager(models, metrics, "cpu", 1)
 
-    async def scenario():
-        await manager.start(None)
-        with pytest.raises(BundleError, match=BROKEN[damage]):
-            await manager.deploy("broken", source="test")
-
-    asyncio.run(scenario())
-
-    assert manager.current.version == "good-a"
-    assert reloads(metrics, "rejected") == 1
-    assert manager.last_rejection.version == "broken"
-    assert read_current(models) == "good-a"  # the pointer is left alone
+    assert_rejected_while_old_serves(models, BROKEN[damage])
 
 
 def test_swap_keeps_leased_bundle_until_request_ends(models):
