@@ -97,7 +97,7 @@ class Metrics:
         )
         self.overloaded = Counter(
             "ranker_overload_rejections_total",
-            "POST /rank requests refused with 429 because too many were in flight.",
+            "POST /rank requests rejected with 429 because too many were in flight.",
             registry=r,
         )
         self.bundle_info = Gauge(

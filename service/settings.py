@@ -55,7 +55,7 @@ class Settings(BaseSettings):
     max_inflight: int = Field(
         64,
         ge=1,
-        description="POST /rank requests one worker answers at a time; more get 429 with Retry-After.",
+        description="POST /rank requests one worker handles at a time; more get 429 with Retry-After.",
     )
     admin_token: SecretStr | None = Field(
         None,

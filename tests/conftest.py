@@ -52,7 +52,7 @@ class RedisServer:
     """A redis-server process of the test's own on a free port; never the shared one.
 
     It can be stopped and started again on the same port, and paused (SIGSTOP) to play a Redis
-    that accepts connections but never answers.
+    that accepts connections but never replies.
     """
 
     def __init__(self, workdir: Path, password: str | None = None, tls_cert: Path | None = None) -> None:

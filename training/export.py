@@ -117,7 +117,7 @@ def _write_bundle(run_dir: Path, staging: Path, version: str, precision: str) ->
 
 def _add_golden_requests(staging: Path, manifest: dict) -> None:
     """Score the golden requests with the finished bundle, through the service's own code, and
-    add them to the manifest; a service reproduces them before it swaps to this bundle."""
+    add them to the manifest. A service reproduces them before it swaps to this bundle."""
     bundle = load_bundle(staging.parent, staging.name, device="cpu", intra_op_threads=1)
     manifest["golden"] = record_golden(bundle, staging)
     manifest["files"][GOLDEN_FILE] = sha256_of(staging / GOLDEN_FILE)

@@ -1,6 +1,6 @@
 """Admin endpoints: see the served bundle, deploy another, roll back. Bearer token required.
 
-With RANKER_ADMIN_TOKEN unset every /admin route answers 404 `admin_disabled`. The token is
+With RANKER_ADMIN_TOKEN unset, every /admin route returns 404 `admin_disabled`. The token is
 compared in constant time, so response timing does not reveal how much of a guess was right.
 """
 
@@ -57,7 +57,7 @@ class DeployRequest(BaseModel):
     )
 
 
-@router.get("/bundle", summary="The served bundle, the previous one and the last refused one")
+@router.get("/bundle", summary="The served bundle, the previous one and the last rejected one")
 async def bundle_status(request: Request) -> Response:
     return json_response(_status(state_of(request)))
 

@@ -1,8 +1,9 @@
 """A bound on POST /rank requests in flight per worker: past it, 429 at once.
 
 Without a bound a burst queues in the event loop and the inference pool, and every request in
-the queue misses its deadline. Refusing early keeps the accepted ones fast and tells the caller
-(or its load balancer) to try another replica. Health, readiness and metrics are never refused.
+the queue misses its deadline. Rejecting early keeps the accepted ones fast, and the 429 lets the
+caller (or its load balancer) try another replica. Health, readiness and metrics are never
+limited.
 """
 
 from types import SimpleNamespace
@@ -29,7 +30,7 @@ class InflightLimit:
             return
         if self.inflight >= self.limit:
             self.metrics.overloaded.inc()
-            # The router never sees this request: name the route for the request counter outside.
+            # The router never matches this request, so name its route for the request counter outside.
             scope["route"] = _LIMITED_ROUTE
             request_id = scope.get("state", {}).get("request_id", "")
             await api_error_response(request_id, overloaded_error(self.limit))(scope, receive, send)

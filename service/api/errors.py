@@ -28,14 +28,14 @@ def overloaded_error(limit: int) -> ApiError:
     return ApiError(
         429,
         "overloaded",
-        f"this worker is already answering {limit} requests (RANKER_MAX_INFLIGHT); retry after the "
+        f"this worker is already handling {limit} requests (RANKER_MAX_INFLIGHT); retry after the "
         "number of seconds in Retry-After, or add workers or replicas",
         headers={"Retry-After": "1"},
     )
 
 
 def bundle_error(error: Exception) -> ApiError:
-    """A bundle that failed a check: 409, the old bundle keeps serving."""
+    """Build the 409 for a bundle that failed a check; the old bundle keeps serving."""
     return ApiError(409, "bundle_rejected", f"{error}; the bundle served before is still serving")
 
 
@@ -52,7 +52,7 @@ def error_response(
 def error_response_for(
     request_id: str, status: int, code: str, message: str, details: list | None = None
 ) -> Response:
-    """The one error body shape; also used by ASGI middleware, which has no Request."""
+    """Build the one error body shape. ASGI middleware, which has no Request, calls this too."""
     body = {"error": {"code": code, "message": message, "request_id": request_id, "details": details or []}}
     return json_response(body, status)
 
@@ -108,7 +108,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
 
 def internal_error_response(request_id: str, error: BaseException) -> Response:
-    """Log the traceback once, with the request id; answer with a fixed message and that id.
+    """Log the traceback once, with the request id, and return a fixed message with that id.
 
     Called by the request context middleware, the outermost handler of the app, so no other
     layer logs the same error again.

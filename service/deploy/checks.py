@@ -38,7 +38,7 @@ def check_bundle(models_dir: Path, version: str, device: str, intra_op_threads: 
         raise
     except Exception as error:
         # A damaged file or manifest fails inside ONNX Runtime, numpy or a dict lookup with their
-        # own exception types; each one means the bundle cannot serve.
+        # own exception types. Each of them means the bundle cannot serve.
         raise BundleError(f"bundle {version} is invalid: {type(error).__name__}: {error}") from error
     logger.info(
         "bundle %s passed its checks in %.2fs (golden requests within %.1e)",

@@ -23,7 +23,7 @@ GOLDEN_FILE = "golden.json"
 # an estimate of up to 1e-4, which this tolerance covers ten times over.
 GOLDEN_TOLERANCE = 1e-3
 # Fused scores are weighted sums of log probabilities, so a probability change near 0 moves them
-# much more; this bound still catches an edited fusion weight, which moves them by whole units.
+# much more. This bound still catches an edited fusion weight, which moves them by whole units.
 GOLDEN_SCORE_TOLERANCE = 0.05
 GOLDEN_CANDIDATES = 40
 
@@ -70,7 +70,35 @@ def record_golden(bundle: Bundle, bundle_dir: Path) -> dict:
 
 
 def verify_golden(bundle: Bundle) -> float:
-    """Score the recorded requests again; return the largest difference, raise BundleError above tolerance."""
+    """Score the recorded requests again; return the largest probability difference.
+
+    Raise BundleError when the requests are missing or a difference is above its tolerance.
+    """
+    requests, tolerance = _recorded_requests(bundle)
+
+    worst = {"probabilities": 0.0, "scores": 0.0}
+    for number, request in enumerate(requests):
+        for actual, recorded in zip(score_golden(bundle, request), ("probabilities", "scores"), strict=True):
+            expected = np.asarray(request[recorded], dtype=np.float32)
+            if actual.shape != expected.shape:
+                raise BundleError(
+                    f"golden request {number} of bundle {bundle.version} returned {recorded} of shape "
+                    f"{actual.shape}, recorded {expected.shape}"
+                )
+            worst[recorded] = max(worst[recorded], float(np.abs(actual - expected).max()))
+
+    # `not x <= limit` is also true for NaN.
+    if not worst["probabilities"] <= tolerance or not worst["scores"] <= GOLDEN_SCORE_TOLERANCE:
+        raise BundleError(
+            f"bundle {bundle.version} does not reproduce its golden requests: largest difference "
+            f"{worst['probabilities']:.2e} in a task probability (tolerance {tolerance:.0e}) and "
+            f"{worst['scores']:.2e} in a fused score (tolerance {GOLDEN_SCORE_TOLERANCE})"
+        )
+    return worst["probabilities"]
+
+
+def _recorded_requests(bundle: Bundle) -> tuple[list[dict], float]:
+    """Return the golden requests and the probability tolerance, checked against the manifest."""
     entry = bundle.manifest.get("golden")
     if entry is None:
         raise BundleError(
@@ -85,22 +113,4 @@ def verify_golden(bundle: Bundle) -> float:
     if not requests:
         raise BundleError(f"bundle {bundle.version} has an empty {GOLDEN_FILE}; re-export it")
     # The manifest may ask for a tighter tolerance, never a looser one than this service allows.
-    tolerance = min(float(entry["tolerance"]), GOLDEN_TOLERANCE)
-    worst = {"probabilities": 0.0, "scores": 0.0}
-    for number, request in enumerate(requests):
-        for actual, recorded in zip(score_golden(bundle, request), ("probabilities", "scores"), strict=True):
-            expected = np.asarray(request[recorded], dtype=np.float32)
-            if actual.shape != expected.shape:
-                raise BundleError(
-                    f"golden request {number} of bundle {bundle.version} returned {recorded} of shape "
-                    f"{actual.shape}, recorded {expected.shape}"
-                )
-            worst[recorded] = max(worst[recorded], float(np.abs(actual - expected).max()))
-    # `not x <= limit` is also true for NaN.
-    if not worst["probabilities"] <= tolerance or not worst["scores"] <= GOLDEN_SCORE_TOLERANCE:
-        raise BundleError(
-            f"bundle {bundle.version} does not reproduce its golden requests: largest difference "
-            f"{worst['probabilities']:.2e} in a task probability (tolerance {tolerance:.0e}) and "
-            f"{worst['scores']:.2e} in a fused score (tolerance {GOLDEN_SCORE_TOLERANCE})"
-        )
-    return worst["probabilities"]
+    return requests, min(float(entry["tolerance"]), GOLDEN_TOLERANCE)

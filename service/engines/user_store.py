@@ -35,6 +35,9 @@ class UserStore(Protocol):
 
     async def lookup(self, user_id: str) -> UserLookup: ...
 
+    def record_timeout(self, user_id: str, seconds: float) -> None:
+        """Count a lookup the caller stopped waiting for; stores without remote reads ignore it."""
+
     async def ping(self) -> bool: ...
 
     async def close(self) -> None: ...
@@ -58,7 +61,7 @@ class RedisUserStore:
     """User records in Redis through a bounded connection pool.
 
     A connection that fails is dropped and the next read opens a new one, so the store recovers
-    by itself once Redis is back; until then each read fails fast and ranks with defaults.
+    by itself once Redis is back. Until then each read fails fast and ranks with defaults.
     Password and TLS come from the URL (redis://:password@host/0, rediss://host).
     """
 
@@ -150,6 +153,9 @@ class SnapshotUserStore:
 
     def __init__(self, users: dict[str, UserFeatures]) -> None:
         self.users = users
+
+    def record_timeout(self, user_id: str, seconds: float) -> None:
+        return None
 
     async def lookup(self, user_id: str) -> UserLookup:
         features = self.users.get(user_id)

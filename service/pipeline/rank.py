@@ -121,7 +121,9 @@ class RankingPipeline:
                 reasons.append(DEADLINE_EXCEEDED)
                 return RankResult(bundle.version, input_order(candidates, top_k), reasons, timer)
             except Exception as error:
-                failure_log.log(logging.ERROR, "scoring failed; answering in input order", exc_info=error)
+                failure_log.log(
+                    logging.ERROR, "scoring failed; returning the candidates in input order", exc_info=error
+                )
                 reasons.append(RANKER_FAILED)
                 return RankResult(bundle.version, input_order(candidates, top_k), reasons, timer)
             if scored.encoder_failed:
@@ -174,9 +176,7 @@ class RankingPipeline:
         try:
             return await asyncio.wait_for(self.store.lookup(user_id), timeout=self.user_timeout_seconds)
         except TimeoutError:
-            record_timeout = getattr(self.store, "record_timeout", None)  # only Redis counts them
-            if record_timeout is not None:
-                record_timeout(user_id, self.user_timeout_seconds)
+            self.store.record_timeout(user_id, self.user_timeout_seconds)
             return UserLookup(UserFeatures(), FEATURE_STORE_TIMEOUT)
 
 

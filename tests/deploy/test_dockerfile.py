@@ -40,4 +40,4 @@ def test_service_images_run_as_non_root():
 def test_gpu_image_swaps_onnxruntime():
     stage = stage_text("service-gpu")
 
-    assert stage.index("pip uninstall -y onnxruntime") < stage.index("pip install \"onnxruntime-gpu")
+    assert stage.index("pip uninstall -y onnxruntime") < stage.index('pip install "onnxruntime-gpu')

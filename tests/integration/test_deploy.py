@@ -197,7 +197,7 @@ def test_symlinked_bundle_rejected(models, bundle_dir, tmp_path_factory):
 
 
 @pytest.mark.parametrize("damage", BROKEN, ids=lambda f: f.__name__)
-def test_broken_bundle_refused_and_old_keeps_serving(models, bundle_dir, damage):
+def test_broken_bundle_rejected(models, bundle_dir, damage):
     damage(link_bundle(bundle_dir, models, "broken"))
 
     assert_rejected_while_old_serves(models, BROKEN[damage])
@@ -239,7 +239,7 @@ def test_rollback_serves_previous_bundle(models):
     assert (read_current(models), read_previous(models)) == ("good-a", "good-b")
 
 
-def test_rollback_without_previous_is_refused(models):
+def test_rollback_without_previous_rejected(models):
     manager = BundleManager(models, Metrics(), "cpu", 1)
 
     async def scenario():
@@ -250,7 +250,7 @@ def test_rollback_without_previous_is_refused(models):
     asyncio.run(scenario())
 
 
-def test_start_falls_back_to_previous_when_current_is_broken(models, bundle_dir):
+def test_start_falls_back_to_previous(models, bundle_dir):
     truncated_graph(link_bundle(bundle_dir, models, "broken"))
     write_current(models, "broken", previous="good-a")
 
@@ -260,7 +260,7 @@ def test_start_falls_back_to_previous_when_current_is_broken(models, bundle_dir)
     assert manager.current.version == "good-a"
 
 
-def test_watcher_follows_pointer_and_skips_refused_version(models, bundle_dir):
+def test_watcher_skips_rejected_version(models, bundle_dir):
     checksum_mismatch(link_bundle(bundle_dir, models, "broken"))
     metrics = Metrics()
     manager = BundleManager(models, metrics, "cpu", 1)
@@ -281,12 +281,12 @@ def test_watcher_follows_pointer_and_skips_refused_version(models, bundle_dir):
     asyncio.run(scenario())
 
     assert manager.current.version == "good-b"
-    assert reloads(metrics, "rejected") == 1  # refused once, not once per poll
+    assert reloads(metrics, "rejected") == 1  # rejected once, not once per poll
     assert reloads(metrics, "success") == 2  # start-up and good-b
 
 
 @pytest.mark.parametrize("version", ["../good-a", ".staging-x", "a/b", ""])
-def test_version_names_outside_the_models_folder_refused(models, version):
+def test_path_like_versions_rejected(models, version):
     manager = BundleManager(models, Metrics(), "cpu", 1)
 
     async def scenario():

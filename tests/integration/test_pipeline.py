@@ -236,10 +236,18 @@ def test_deadline_passed_returns_input_order(bundle):
 
 
 class SlowStore:
+    """A user store (a seam) whose reads never finish in time; it keeps the timeouts it is told of."""
+
     kind = "slow"
+
+    def __init__(self) -> None:
+        self.timeouts: list[str] = []
 
     async def lookup(self, user_id):
         await asyncio.sleep(5)
+
+    def record_timeout(self, user_id, seconds):
+        self.timeouts.append(user_id)
 
     async def ping(self):
         return True
@@ -250,8 +258,9 @@ class SlowStore:
 
 def test_slow_user_store_times_out_with_defaults(bundle):
     executor = ThreadPoolExecutor(max_workers=1)
+    store = SlowStore()
     pipeline = RankingPipeline(
-        SlowStore(), executor, lambda: nullcontext(bundle), deadline_seconds=0.3, user_timeout_seconds=0.05
+        store, executor, lambda: nullcontext(bundle), deadline_seconds=0.3, user_timeout_seconds=0.05
     )
     started = time.perf_counter()
 
@@ -260,3 +269,4 @@ def test_slow_user_store_times_out_with_defaults(bundle):
     assert time.perf_counter() - started < 0.3
     assert result.degraded_reasons == [FEATURE_STORE_TIMEOUT]
     assert all(i.score is not None for i in result.items)
+    assert store.timeouts == ["u1"]

@@ -34,7 +34,7 @@ def assert_error_shape(response, status: int, location: str | None = None) -> di
 
 
 @pytest.mark.parametrize("literal", ["NaN", "Infinity", "-Infinity", "1e400"])
-def test_non_finite_numbers_refused(service, literal):  # noqa: F811
+def test_non_finite_numbers_rejected(service, literal):  # noqa: F811
     text = json.dumps(valid_body())[:-1] + f', "top_k": {literal}}}'
 
     assert_error_shape(post_raw(service, text), 422, "body.top_k")
@@ -98,18 +98,18 @@ def test_any_script_ranks(service, query):  # noqa: F811
 
 
 @pytest.mark.parametrize("query", ["\x00\x01\x02", " \t\n ", "", "\u200b\u200b", "\ufeff", "\u200f \u200d"])
-def test_query_without_text_refused(service, query):  # noqa: F811
+def test_query_without_text_rejected(service, query):  # noqa: F811
     assert_error_shape(service.client.post("/rank", json=valid_body(query=query)), 422, "body.query")
 
 
-def test_unpaired_surrogate_refused(service):  # noqa: F811
+def test_unpaired_surrogate_rejected(service):  # noqa: F811
     text = json.dumps(valid_body(query="drill")).replace('"drill"', '"\\ud800 drill"')
 
     # pydantic rejects such a string: it cannot be encoded as UTF-8.
     assert_error_shape(post_raw(service, text), 422, "body.query")
 
 
-def test_query_at_limit_ranks_and_past_it_is_refused(service):  # noqa: F811
+def test_query_length_limit(service):  # noqa: F811
     at_limit = service.client.post("/rank", json=valid_body(query="drill " * 170 + "bit"))
     past_limit = service.client.post("/rank", json=valid_body(query="d" * 1025))
 

@@ -109,7 +109,7 @@ def deploy(service, version: str) -> httpx.Response:
     return admin(service, "POST", "/admin/bundle", {"version": version})
 
 
-def test_swap_under_load_answers_every_request_from_one_bundle(service, bundle_dir):
+def test_swap_under_load_one_bundle_each(service, bundle_dir):
     deploy(service, "good-a")
     body = {"query": "cordless drill", "candidates": [{"product_id": p} for p in known_products(bundle_dir)]}
 
@@ -132,13 +132,13 @@ def test_swap_under_load_answers_every_request_from_one_bundle(service, bundle_d
     assert service.client.post("/rank", json=body).json()["bundle_version"] == "good-b"
 
 
-def test_broken_bundle_refused_while_old_serves(service):
+def test_broken_bundle_rejected_while_old_serves(service):
     before = serving(service)
 
-    refused = deploy(service, "broken")
+    rejected = deploy(service, "broken")
 
-    assert refused.status_code == 409
-    error = refused.json()["error"]
+    assert rejected.status_code == 409
+    error = rejected.json()["error"]
     assert error["code"] == "bundle_rejected"
     assert "product_embeddings.npy: sha256 mismatch" in error["message"]
     assert serving(service) == before
@@ -178,7 +178,7 @@ def test_admin_needs_the_token(service, token):
     assert response.json()["error"]["code"] == "unauthorized"
 
 
-def test_admin_refuses_path_like_versions(service):
+def test_admin_rejects_path_like_versions(service):
     response = deploy(service, "../good-a")
 
     assert response.status_code == 422
@@ -249,23 +249,28 @@ def test_overload_gets_429_with_retry_after(service, bundle_dir):
 
     statuses = [r.status_code for r in responses]
     assert set(statuses) <= {200, 429}
-    assert 200 in statuses and 429 in statuses
-    refused = next(r for r in responses if r.status_code == 429)
-    assert refused.headers["retry-after"] == "1"
-    assert refused.json()["error"]["code"] == "overloaded"
+    assert 200 in statuses
+    assert 429 in statuses
+    overloaded = next(r for r in responses if r.status_code == 429)
+    assert overloaded.headers["retry-after"] == "1"
+    assert overloaded.json()["error"]["code"] == "overloaded"
 
 
-def test_deploy_command_calls_running_service(service):
-    deploy(service, "good-a")
-
-    result = subprocess.run(
-        [sys.executable, "-m", "service.cli", "deploy", "good-b", "--url", service.base_url],
+def deploy_command(service, version: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "service.cli", "deploy", version, "--url", service.base_url],
         cwd=REPO_ROOT,
         env={**os.environ, "RANKER_ADMIN_TOKEN": TOKEN},
         capture_output=True,
         text=True,
         timeout=120,
     )
+
+
+def test_deploy_command_calls_running_service(service):
+    deploy(service, "good-a")
+
+    result = deploy_command(service, "good-b")
 
     assert result.returncode == 0, result.stderr
     assert "now serves bundle good-b" in result.stderr
@@ -273,14 +278,7 @@ def test_deploy_command_calls_running_service(service):
 
 
 def test_deploy_command_reports_rejection(service):
-    result = subprocess.run(
-        [sys.executable, "-m", "service.cli", "deploy", "broken", "--url", service.base_url],
-        cwd=REPO_ROOT,
-        env={**os.environ, "RANKER_ADMIN_TOKEN": TOKEN},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = deploy_command(service, "broken")
 
     assert result.returncode == 2
     assert "bundle_rejected" in result.stderr

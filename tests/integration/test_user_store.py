@@ -157,7 +157,7 @@ def test_paused_redis_times_out(password_redis):
     async def run():
         store = RedisUserStore(password_redis.url, PREFIX, 0.1, on_error=errors.append)
         try:
-            await store.lookup("alice")  # connect while Redis answers
+            await store.lookup("alice")  # connect while Redis still replies
             password_redis.pause()
             return await store.lookup("alice")
         finally:
