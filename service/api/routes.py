@@ -76,21 +76,10 @@ def _record(state: AppState, result: RankResult, seconds: float) -> None:
 
 
 def _response_body(request_id: str, result: RankResult) -> dict:
-    items = []
-    for item in result.items:
-        entry = {
-            "product_id": item.product_id,
-            "rank": item.rank,
-            "score": item.score,
-            "task_scores": item.task_scores,
-        }
-        if item.explanation is not None:
-            entry["explanation"] = item.explanation
-        items.append(entry)
     return {
         "request_id": request_id,
         "bundle_version": result.bundle_version,
-        "items": items,
+        "items": result.items,
         "degraded": bool(result.degraded_reasons),
         "degraded_reasons": result.degraded_reasons,
     }

@@ -15,6 +15,7 @@ from service.engines.onnx import create_session, provider_in_use
 from service.engines.ranker import RankerModel
 from service.features.attributes import BrandVocabulary, ProductAttributes, category_of
 from service.features.builder import CATEGORICAL_FEATURES, CONTINUOUS_FEATURES, Vocabularies
+from service.features.columns import CatalogColumns
 from service.features.interactions import InteractionStats
 from service.features.text import is_number_token, tokenize
 from service.features.user import UserFeatures, decode_user
@@ -31,6 +32,7 @@ class Catalog:
     index: dict[str, int]
     attributes: list[ProductAttributes]
     embeddings: np.ndarray  # float32 [products, d]
+    product_ids: list[str] = field(default_factory=list)  # row -> product id
 
 
 @dataclass
@@ -41,6 +43,7 @@ class Bundle:
     encoder: TextEncoder
     ranker: RankerModel
     catalog: Catalog
+    columns: CatalogColumns
     brands: BrandVocabulary
     vocabularies: Vocabularies
     stats: InteractionStats
@@ -77,18 +80,22 @@ def load_bundle(models_dir: Path, version: str | None, device: str, intra_op_thr
     )
     ranker = RankerModel(ranker_session, tuple(manifest["ranker"]["tasks"]))
     vocab = orjson.loads((path / "vocabularies.json").read_bytes())
+    vocabularies = Vocabularies(
+        brands=vocab["brands"], categories=vocab["categories"], segments=vocab["segments"]
+    )
+    catalog = _load_catalog(path)
+    stats = InteractionStats.from_bytes((path / "interaction_stats.json").read_bytes())
     bundle = Bundle(
         version=version,
         path=path,
         manifest=manifest,
         encoder=encoder,
         ranker=ranker,
-        catalog=_load_catalog(path),
+        catalog=catalog,
+        columns=CatalogColumns.build(catalog.product_ids, catalog.attributes, stats, vocabularies),
         brands=BrandVocabulary(vocab["brands"]),
-        vocabularies=Vocabularies(
-            brands=vocab["brands"], categories=vocab["categories"], segments=vocab["segments"]
-        ),
-        stats=InteractionStats.from_bytes((path / "interaction_stats.json").read_bytes()),
+        vocabularies=vocabularies,
+        stats=stats,
         fusion_weights=dict(manifest["fusion"]["weights"]),
         served_tasks=tuple(manifest["ranker"]["served_tasks"]),
         user_snapshot=_load_users(path / "users.jsonl"),
@@ -128,12 +135,13 @@ def _check_dimensions(bundle: Bundle) -> None:
 
 def _load_catalog(path: Path) -> Catalog:
     embeddings = np.load(path / "product_embeddings.npy", allow_pickle=False)
-    index, attributes = {}, []
+    index, attributes, product_ids = {}, [], []
     with open(path / "products.jsonl", "rb") as lines:
         for row, line in enumerate(lines):
             record = orjson.loads(line)
             tokens = tuple(tokenize(record["title"]))
             index[record["product_id"]] = row
+            product_ids.append(record["product_id"])
             attributes.append(
                 ProductAttributes(
                     brand=record["brand"],
@@ -148,7 +156,10 @@ def _load_catalog(path: Path) -> Catalog:
             f"products.jsonl has {len(attributes)} rows but product_embeddings.npy has {embeddings.shape[0]}"
         )
     return Catalog(
-        index=index, attributes=attributes, embeddings=np.ascontiguousarray(embeddings, dtype=np.float32)
+        index=index,
+        attributes=attributes,
+        embeddings=np.ascontiguousarray(embeddings, dtype=np.float32),
+        product_ids=product_ids,
     )
 
 

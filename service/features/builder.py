@@ -129,7 +129,7 @@ def build_features(
     ).reshape(n, 2)
     pair_stats = [stats.pair_features(query.normalized, i) for i in product_ids]
     continuous[:, 12:14] = np.array(pair_stats, dtype=np.float32).reshape(n, 2)
-    continuous[:, 14:19] = _user_values(user)
+    continuous[:, 14:19] = user_values(user)
     continuous[:, 19] = [user.category_affinity.get(p.category, 0.0) for p in products]
     continuous[:, 20] = [user.brand_affinity.get(p.brand, 0.0) for p in products]
     return categorical, continuous
@@ -152,7 +152,7 @@ def _text_values(query: QueryContext, product: ProductAttributes) -> tuple[float
     )
 
 
-def _user_values(user: UserFeatures) -> tuple[float, ...]:
+def user_values(user: UserFeatures) -> tuple[float, ...]:
     return (
         float(user.known),
         math.log1p(user.sessions),

@@ -32,8 +32,11 @@ class Counts:
     examinations: float = 0.0
 
 
+PAIR_SEPARATOR = "\t"
+
+
 def pair_key(normalized_query: str, product_id: str) -> str:
-    return f"{normalized_query}\t{product_id}"
+    return f"{normalized_query}{PAIR_SEPARATOR}{product_id}"
 
 
 @dataclass

@@ -12,6 +12,7 @@ import pytest
 from service.engines.bundle import load_bundle
 from service.engines.query_cache import QueryEmbeddingCache
 from service.engines.user_store import FEATURE_STORE_TIMEOUT, SnapshotUserStore
+from service.features.builder import CONTINUOUS_FEATURES, QueryContext, build_features
 from service.pipeline.rank import (
     DEADLINE_EXCEEDED,
     ENCODER_FAILED,
@@ -19,6 +20,8 @@ from service.pipeline.rank import (
     UNKNOWN_PRODUCT,
     Candidate,
     RankingPipeline,
+    gather_products,
+    product_features,
 )
 from service.pipeline.timing import STAGES
 
@@ -48,13 +51,13 @@ def test_ranked_list_is_permutation(pipeline, bundle):
 
     result = rank(pipeline, "cordless drill", candidates)
 
-    assert sorted(i.product_id for i in result.items) == sorted(c.product_id for c in candidates)
-    assert [i.rank for i in result.items] == list(range(1, 31))
+    assert sorted(i["product_id"] for i in result.items) == sorted(c.product_id for c in candidates)
+    assert [i["rank"] for i in result.items] == list(range(1, 31))
 
 
 def test_scores_descend(pipeline, bundle):
     result = rank(pipeline, "white paint", some_products(bundle, 40))
-    scores = [i.score for i in result.items]
+    scores = [i["score"] for i in result.items]
 
     assert scores == sorted(scores, reverse=True)
 
@@ -66,7 +69,7 @@ def test_order_ignores_candidate_order(pipeline, bundle):
     first = rank(pipeline, "copper pipe", candidates)
     second = rank(pipeline, "copper pipe", shuffled)
 
-    assert [i.product_id for i in first.items] == [i.product_id for i in second.items]
+    assert [i["product_id"] for i in first.items] == [i["product_id"] for i in second.items]
 
 
 def test_equal_scores_break_by_product_id(pipeline):
@@ -75,22 +78,22 @@ def test_equal_scores_break_by_product_id(pipeline):
 
     result = rank(pipeline, "drill", candidates)
 
-    assert [i.product_id for i in result.items] == ["zz-1", "zz-2", "zz-3"]
+    assert [i["product_id"] for i in result.items] == ["zz-1", "zz-2", "zz-3"]
 
 
 def test_top_k_truncates(pipeline, bundle):
     full = rank(pipeline, "lawn mower", some_products(bundle, 20))
     top = rank(pipeline, "lawn mower", some_products(bundle, 20), top_k=5)
 
-    assert [i.product_id for i in top.items] == [i.product_id for i in full.items[:5]]
+    assert [i["product_id"] for i in top.items] == [i["product_id"] for i in full.items[:5]]
 
 
 def test_task_scores_are_probabilities(pipeline, bundle):
     result = rank(pipeline, "door hinge", some_products(bundle, 10))
 
     for item in result.items:
-        assert set(item.task_scores) == {"click", "add_to_cart", "purchase"}
-        assert all(0.0 <= p <= 1.0 for p in item.task_scores.values())
+        assert set(item["task_scores"]) == {"click", "add_to_cart", "purchase"}
+        assert all(0.0 <= p <= 1.0 for p in item["task_scores"].values())
 
 
 def test_unknown_titled_product_embedded(pipeline, bundle):
@@ -100,7 +103,40 @@ def test_unknown_titled_product_embedded(pipeline, bundle):
     result = rank(pipeline, "hammer drill", [*known, titled])
 
     assert UNKNOWN_PRODUCT not in result.degraded_reasons
-    assert "new-sku" in {i.product_id for i in result.items}
+    assert "new-sku" in {i["product_id"] for i in result.items}
+
+
+def test_array_features_equal_the_builder_on_the_catalog(bundle):
+    """The service's array path against the per-product definition, on the real catalog, real
+    logged queries (with their query-product statistics), every user of the snapshot and a new
+    product described from its request title."""
+    rng = np.random.default_rng(11)
+    product_ids = bundle.catalog.product_ids
+    logged_queries = sorted({key.partition("\t")[0] for key in bundle.stats.query_product})
+    users = list(bundle.user_snapshot.values())
+    logged_pairs = 0
+    for query in [*rng.choice(logged_queries, 20), "3/4 in. x 10 ft. copper pipe", "zzz unknown words"]:
+        logged_rows = bundle.columns.pairs.get(str(query), (np.array([], dtype=np.int64),))[0][:10]
+        others = rng.choice(len(product_ids), 60, replace=False)
+        picked = np.concatenate([logged_rows, others[~np.isin(others, logged_rows)]])
+        candidates = [Candidate(product_ids[r]) for r in picked]
+        candidates.append(Candidate("new-sku", "Milwaukee M18 Cordless Drill 1/2 in."))
+        context = QueryContext.from_query(str(query))
+        user = users[int(rng.integers(len(users)))]
+        products = gather_products(bundle, candidates)
+        attributes = [bundle.catalog.attributes[r] for r in picked] + list(products.new_products.values())
+
+        categorical, continuous = product_features(bundle, user, context, candidates, products)
+
+        expected = build_features(
+            user, context, [c.product_id for c in candidates], attributes, bundle.stats, bundle.vocabularies
+        )
+        np.testing.assert_array_equal(categorical, expected[0])
+        np.testing.assert_array_equal(continuous, expected[1])
+        logged_pairs += int(
+            np.count_nonzero(expected[1][:, CONTINUOUS_FEATURES.index("query_product_log_impressions")])
+        )
+    assert logged_pairs > 0  # the query-product columns were exercised, not only their defaults
 
 
 def test_unknown_untitled_product_flagged(pipeline, bundle):
@@ -113,7 +149,7 @@ def test_title_changes_unknown_score(pipeline, bundle):
     relevant = rank(pipeline, "hammer drill", [Candidate("n1", "DEWALT 20-Volt Cordless Hammer Drill")])
     unrelated = rank(pipeline, "hammer drill", [Candidate("n1", "Vinyl Shower Curtain Liner in White")])
 
-    assert relevant.items[0].score > unrelated.items[0].score
+    assert relevant.items[0]["score"] > unrelated.items[0]["score"]
 
 
 def test_missing_user_flagged(pipeline, bundle):
@@ -132,7 +168,7 @@ def test_known_user_not_flagged(pipeline, bundle):
 
 def test_explain_lists_features(pipeline, bundle):
     result = rank(pipeline, "drill", some_products(bundle, 3), explain=True)
-    explanation = result.items[0].explanation
+    explanation = result.items[0]["explanation"]
 
     assert set(explanation["task_probabilities"]) == {"click", "add_to_cart", "purchase", "relevance"}
     assert "query_title_coverage" in explanation["continuous"]
@@ -159,7 +195,7 @@ def test_query_cache_hit_same_scores(bundle):
 
     assert first.query_cache_hit is False
     assert second.query_cache_hit is True
-    assert [i.score for i in first.items] == [i.score for i in second.items]
+    assert [i["score"] for i in first.items] == [i["score"] for i in second.items]
 
 
 def test_new_titles_capped(bundle):
@@ -211,8 +247,8 @@ def test_encoder_failure_ranks_without_text(bundle):
     result = rank(pipeline_for(broken), "cordless drill", candidates)
 
     assert result.degraded_reasons == [ENCODER_FAILED]
-    assert sorted(i.product_id for i in result.items) == sorted(c.product_id for c in candidates)
-    assert all(i.score is not None for i in result.items)
+    assert sorted(i["product_id"] for i in result.items) == sorted(c.product_id for c in candidates)
+    assert all(i["score"] is not None for i in result.items)
 
 
 def test_ranker_failure_returns_input_order(bundle):
@@ -222,8 +258,8 @@ def test_ranker_failure_returns_input_order(bundle):
     result = rank(pipeline_for(broken), "cordless drill", candidates, top_k=5)
 
     assert result.degraded_reasons == [RANKER_FAILED]
-    assert [i.product_id for i in result.items] == [c.product_id for c in candidates[:5]]
-    assert all(i.score is None and i.task_scores == {} for i in result.items)
+    assert [i["product_id"] for i in result.items] == [c.product_id for c in candidates[:5]]
+    assert all(i["score"] is None and i["task_scores"] == {} for i in result.items)
 
 
 def test_deadline_passed_returns_input_order(bundle):
@@ -232,7 +268,7 @@ def test_deadline_passed_returns_input_order(bundle):
     result = rank(pipeline_for(bundle, deadline_seconds=1e-6), "cordless drill", candidates)
 
     assert result.degraded_reasons == [DEADLINE_EXCEEDED]
-    assert [i.product_id for i in result.items] == [c.product_id for c in candidates]
+    assert [i["product_id"] for i in result.items] == [c.product_id for c in candidates]
 
 
 class SlowStore:
@@ -268,5 +304,5 @@ def test_slow_user_store_times_out_with_defaults(bundle):
 
     assert time.perf_counter() - started < 0.3
     assert result.degraded_reasons == [FEATURE_STORE_TIMEOUT]
-    assert all(i.score is not None for i in result.items)
+    assert all(i["score"] is not None for i in result.items)
     assert store.timeouts == ["u1"]
