@@ -10,7 +10,7 @@ from service.api.errors import ApiError
 from service.api.responses import json_response
 from service.api.schemas import ErrorResponse, RankRequest, RankResponse
 from service.api.state import AppState
-from service.pipeline.rank import Candidate, RankResult
+from service.pipeline.rank import RankResult
 
 router = APIRouter()
 
@@ -35,7 +35,7 @@ async def rank(body: RankRequest, request: Request) -> Response:
     state.metrics.candidates.observe(len(body.candidates))
     result = await state.pipeline.rank(
         query=body.query,
-        candidates=[Candidate(c.product_id, c.title) for c in body.candidates],
+        candidates=body.candidates,
         user_id=body.user_id,
         top_k=body.top_k,
         explain=body.explain,

@@ -1,6 +1,7 @@
 """Each stage of a /rank call measured alone, in process: the floor the service can approach."""
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import Callable
 
@@ -9,10 +10,10 @@ import orjson
 
 from service.engines.bundle import Bundle
 from service.engines.user_store import RedisUserStore
-from service.features.builder import QueryContext, build_features
+from service.features.builder import QueryContext
 from service.features.user import UserFeatures
 from service.pipeline.fusion import fuse_scores
-from service.pipeline.rank import Candidate, gather_products
+from service.pipeline.rank import Candidate, Scored, gather_products, order_candidates, product_features
 
 # Stages measured alone; their p50s sum to the floor of one request.
 FLOOR_STAGES = (
@@ -22,7 +23,7 @@ FLOOR_STAGES = (
     "gather_products",
     "build_features",
     "ranker",
-    "fuse_and_sort",
+    "fuse_and_order",
     "json_response",
 )
 
@@ -51,52 +52,34 @@ def measure_stage_floors(
     user = next(iter(bundle.user_snapshot.values()), UserFeatures())
     query = queries[0]
     context = QueryContext.from_query(query)
-    attributes, embeddings, _ = gather_products(bundle, candidates)
-    categorical, continuous = build_features(
-        user, context, [c.product_id for c in candidates], attributes, bundle.stats, bundle.vocabularies
-    )
+    products = gather_products(bundle, candidates)
+    categorical, continuous = product_features(bundle, user, context, candidates, products)
     query_embeddings = np.repeat(bundle.encoder.embed([query]), n_candidates, axis=0)
-    probabilities = bundle.ranker.score(categorical, continuous, query_embeddings, embeddings)
+    probabilities = bundle.ranker.score(categorical, continuous, query_embeddings, products.embeddings)
+    scored = Scored(probabilities, np.zeros(n_candidates), categorical, continuous, 0)
     counter = iter(range(10**9))
 
     def encode_new_query() -> None:
         # A different query each call, so no cache anywhere can help.
         bundle.encoder.embed([queries[next(counter) % len(queries)]])
 
-    def fuse_and_sort() -> None:
+    def fuse_and_order() -> list:
         scores = fuse_scores(probabilities, bundle.ranker.tasks, bundle.fusion_weights)
-        sorted(range(n_candidates), key=lambda i: (-scores[i], candidates[i].product_id))
+        return order_candidates(bundle, candidates, dataclasses.replace(scored, scores=scores), None, False)
 
-    body = {
-        "items": [
-            {
-                "product_id": c.product_id,
-                "rank": i,
-                "score": -1.5,
-                "task_scores": {"click": 0.3, "add_to_cart": 0.1, "purchase": 0.05},
-            }
-            for i, c in enumerate(candidates)
-        ]
-    }
+    body = {"items": fuse_and_order()}
     floors = {
         "tokenize": _timed(lambda: bundle.encoder.tokenize([query]), repeats),
         "encode_query": _timed(encode_new_query, repeats),
         "gather_products": _timed(lambda: gather_products(bundle, candidates), repeats),
         "build_features": _timed(
-            lambda: build_features(
-                user,
-                context,
-                [c.product_id for c in candidates],
-                attributes,
-                bundle.stats,
-                bundle.vocabularies,
-            ),
-            repeats,
+            lambda: product_features(bundle, user, context, candidates, products), repeats
         ),
         "ranker": _timed(
-            lambda: bundle.ranker.score(categorical, continuous, query_embeddings, embeddings), repeats
+            lambda: bundle.ranker.score(categorical, continuous, query_embeddings, products.embeddings),
+            repeats,
         ),
-        "fuse_and_sort": _timed(fuse_and_sort, repeats),
+        "fuse_and_order": _timed(fuse_and_order, repeats),
         "json_response": _timed(lambda: orjson.dumps(body), repeats),
     }
     floors["redis_get"] = _redis_floor(redis_url, next(iter(bundle.user_snapshot), "anonymous"), repeats)

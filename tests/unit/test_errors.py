@@ -6,6 +6,7 @@ import logging
 from fastapi.testclient import TestClient
 
 from service.api.app import create_app
+from service.api.context import accepted_request_id
 from service.settings import Settings
 
 
@@ -39,3 +40,11 @@ def test_admin_routes_off_without_token(tmp_path):
 
     assert response.status_code == 404
     assert response.json()["error"]["code"] == "admin_disabled"
+
+
+def test_new_request_ids_are_unique_and_plain():
+    ids = {accepted_request_id(None) for _ in range(1000)}
+    assert len(ids) == 1000
+    assert all(len(i) == 16 and i.isalnum() for i in ids)
+    assert accepted_request_id("caller-7") == "caller-7"
+    assert accepted_request_id("bad id with spaces") != "bad id with spaces"
