@@ -122,11 +122,31 @@ class Metrics:
             multiprocess_mode="livemax",
         )
 
+        # Labelled children used on every request, looked up once: labels() costs a few µs a call.
+        self._children: dict[tuple[Histogram | Counter, str], Histogram | Counter] = {}
+
         # Export each label set at 0 from the start, so rate() and increase() see the first event.
         for result in ("success", "rejected"):
             self.bundle_reloads.labels(result=result)
         for kind in ("timeout", "connection", "wrong_type"):
             self.redis_errors.labels(kind=kind)
+
+    def observe_stage(self, stage: str, seconds: float) -> None:
+        self._child(self.stage_duration, stage).observe(seconds)
+
+    def count_degraded(self, reason: str) -> None:
+        self._child(self.degraded, reason).inc()
+
+    def count_query_cache(self, hit: bool) -> None:
+        self._child(self.query_cache, "hit" if hit else "miss").inc()
+
+    def _child(self, metric: Histogram | Counter, label: str) -> Histogram | Counter:
+        """Return the child of a metric with one label; each metric's label values are few."""
+        key = (metric, label)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(label)
+        return child
 
     def set_bundle(self, version: str, providers: dict[str, str]) -> None:
         # Set the old label sets to 0 rather than removing them: in multiprocess mode a removed

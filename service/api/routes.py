@@ -69,10 +69,10 @@ def _record(state: AppState, result: RankResult, seconds: float) -> None:
     metrics = state.metrics
     metrics.request_duration.observe(seconds)
     for stage, stage_seconds in result.timer.seconds.items():
-        metrics.stage_duration.labels(stage=stage).observe(stage_seconds)
+        metrics.observe_stage(stage, stage_seconds)
     for reason in result.degraded_reasons:
-        metrics.degraded.labels(reason=reason).inc()
-    metrics.query_cache.labels(result="hit" if result.query_cache_hit else "miss").inc()
+        metrics.count_degraded(reason)
+    metrics.count_query_cache(result.query_cache_hit)
 
 
 def _response_body(request_id: str, result: RankResult) -> dict:

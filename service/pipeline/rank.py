@@ -181,14 +181,17 @@ class RankingPipeline:
         deadline.check("queue_wait")
         submitted = time.perf_counter()
         work = asyncio.get_running_loop().run_in_executor(self.executor, score_and_order)
-        return await asyncio.wait_for(work, timeout=deadline.remaining())
+        async with asyncio.timeout(deadline.remaining()):
+            return await work
 
     async def fetch_user(self, user_id: str | None) -> UserLookup:
         """Anonymous requests get default features without a degraded flag: nothing failed."""
         if user_id is None:
             return UserLookup(UserFeatures())
         try:
-            return await asyncio.wait_for(self.store.lookup(user_id), timeout=self.user_timeout_seconds)
+            # asyncio.timeout, unlike wait_for, runs the lookup in this task instead of a new one.
+            async with asyncio.timeout(self.user_timeout_seconds):
+                return await self.store.lookup(user_id)
         except TimeoutError:
             self.store.record_timeout(user_id, self.user_timeout_seconds)
             return UserLookup(UserFeatures(), FEATURE_STORE_TIMEOUT)
