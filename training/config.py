@@ -10,6 +10,8 @@ from training.model.mmoe import MMoEConfig
 from training.sampling import SamplingConfig
 from training.simulation.behaviour import SimulationConfig
 
+STOPPING_RULES = ("validation_ndcg", "validation_loss")
+
 
 @dataclass(frozen=True)
 class OptimizerConfig:
@@ -17,7 +19,13 @@ class OptimizerConfig:
     batch_size: int = 512
     learning_rate: float = 2e-3
     weight_decay: float = 1e-5
-    patience: int = 3  # epochs without a better validation loss before stopping
+    # Early stopping keeps the epoch with the best validation score and stops after `patience`
+    # epochs without a better one. "validation_ndcg": NDCG@10 against the validation lists' human
+    # grades of the trained heads' equal-weight fused score (the measure the evaluation selects
+    # models by). "validation_loss": the behavioural tasks' loss, which keeps improving for
+    # epochs after the human NDCG@10 has peaked, as the heads fit the simulated users' tastes.
+    stopping: str = "validation_ndcg"
+    patience: int = 3
     # Loss weight per task head, in TASKS order: click, add_to_cart, purchase, relevance.
     task_weights: tuple[float, float, float, float] = (1.0, 1.0, 1.0, 0.5)
     # Encoder fine-tuning (TrainConfig.tuned_layers > 0) runs after the ranker has trained with
@@ -30,6 +38,10 @@ class OptimizerConfig:
     # at learning_rate * tuning_ranker_scale.
     encoder_learning_rate: float = 3e-5
     tuning_ranker_scale: float = 0.1
+
+    def __post_init__(self) -> None:
+        if self.stopping not in STOPPING_RULES:
+            raise ValueError(f"stopping {self.stopping!r} is not one of {STOPPING_RULES}")
 
 
 @dataclass(frozen=True)

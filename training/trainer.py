@@ -16,9 +16,10 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from service.pipeline.fusion import fuse_scores
 from training.config import OptimizerConfig
 from training.dataset import RankingSet
-from training.evaluation import list_boundaries
+from training.evaluation import list_boundaries, ranking_report
 from training.model.mmoe import TASKS, MMoERanker
 
 logger = logging.getLogger(__name__)
@@ -96,6 +97,30 @@ def _loss_weights(config: OptimizerConfig, use_relevance_labels: bool) -> tuple[
     return weights, validation_weights
 
 
+def validation_ndcg(model: MMoERanker, data: RankingSet, tables, weights: torch.Tensor) -> float:
+    """Return NDCG@10 against human grades of the heads with weight > 0, fused with equal weights.
+
+    NOTE: the value is NaN when no list has a relevant product, and a NaN epoch never counts as
+    an improvement, so early stopping then keeps the last epoch's weights.
+    """
+    fusion = {task: 1.0 for task, weight in zip(TASKS, weights.tolist(), strict=True) if weight > 0}
+    scores = fuse_scores(predict(model, data, tables), TASKS, fusion)
+    return ranking_report(data.list_ids, scores, data.human_relevance, {})["ndcg@10"]
+
+
+def _stopping_score(
+    model, validation: RankingSet, tables, config: OptimizerConfig, weights, val_loss: float
+) -> float:
+    """Return the validation score that early stopping maximizes (see OptimizerConfig.stopping).
+
+    `weights` are the training loss weights, which name the heads that train; `val_loss` is the
+    epoch's behavioural validation loss.
+    """
+    if config.stopping == "validation_ndcg":
+        return validation_ndcg(model, validation, tables, weights)
+    return -val_loss
+
+
 def fine_tune(
     model: MMoERanker,
     tuned: nn.Module,
@@ -164,14 +189,14 @@ def fit(
     """Train in place and keep the weights of the best validation epoch; return per-epoch history."""
     generator = np.random.default_rng(seed)
     torch.manual_seed(seed)
-    # Validation lists have no relevance labels; stopping is judged on the behavioural tasks.
+    # Validation lists have no relevance labels, so their loss covers the behavioural tasks only.
     weights, validation_weights = _loss_weights(config, use_relevance_labels)
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
     )
     trained = nn.ModuleList([model])
 
-    best_loss, best_state, stale, history = float("inf"), None, 0, []
+    best_score, best_state, stale, history = -float("inf"), None, 0, []
     for epoch in range(1, config.epochs + 1):
         started = time.perf_counter()
         trained.train()
@@ -188,29 +213,33 @@ def fit(
             running += loss.item() * len(rows)
 
         val_loss = validation_loss(model, validation, tables, validation_weights)
+        score = _stopping_score(model, validation, tables, config, weights, val_loss)
         record = {
             "epoch": epoch,
             "train_loss": running / len(train),
             "validation_loss": val_loss,
+            "stopping_score": score,
             "seconds": time.perf_counter() - started,
         }
         history.append(record)
-        improved = val_loss < best_loss - 1e-5
+        improved = score > best_score + 1e-5
         logger.info(
-            "epoch %d/%d  train_loss %.4f  validation_loss %.4f  %.1fs%s",
+            "epoch %d/%d  train_loss %.4f  validation_loss %.4f  %s %.4f  %.1fs%s",
             epoch,
             config.epochs,
             record["train_loss"],
             val_loss,
+            config.stopping,
+            score,
             record["seconds"],
             "  (best)" if improved else "",
         )
         if improved:
-            best_loss, best_state, stale = val_loss, copy.deepcopy(trained.state_dict()), 0
+            best_score, best_state, stale = score, copy.deepcopy(trained.state_dict()), 0
         else:
             stale += 1
             if stale >= config.patience:
-                logger.info("early stopping: no better validation loss for %d epochs", stale)
+                logger.info("early stopping: no better %s for %d epochs", config.stopping, stale)
                 break
 
     if best_state is not None:

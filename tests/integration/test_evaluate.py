@@ -1,9 +1,14 @@
 """`ranker evaluate --quick`: the whole comparison on a slice, with checks that can fail.
 
-The slice has 50 test queries, so intervals are about +-0.02 wide. The checks compare the MMoE
-only with the floors that a trained ranker must clear by more than that (the input order and a
-random order), and check the report's structure. BM25 and the encoder cosine are not asserted
-against: on this slice their NDCG@10 is within 0.005 of the MMoE's, well inside the intervals.
+The slice has 50 validation and 50 test queries, so intervals are about +-0.03 wide. On test
+NDCG@10 the checks compare the MMoE only with the input order and a random order. BM25 and the
+encoder cosine are not asserted against, because their test NDCG@10 was within 0.005 of the
+MMoE's at seed 7 and above it at seed 3. On validation NDCG@10, which picks the training epoch,
+the fusion weights and the winner, the MMoE is checked against BM25 and the input order.
+
+NOTE: the test-set checks hold at seed 7, the seed used here, but not at every seed. At seed 3
+the MMoE's test NDCG@10 (0.866) was below the input order's (0.870) and the random order's
+(0.868), all within each other's intervals.
 """
 
 import json
@@ -23,7 +28,7 @@ FLOORS = ("input_order", "random_order", "bm25", "encoder_cosine")
 def report_dir(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     output = tmp_path_factory.mktemp("evaluation")
     code = main(
-        ["evaluate", "--quick", "--data-dir", str(data_dir), "--output", str(output), "--threads", "2"]
+        ["evaluate", "--quick", "--data-dir", str(data_dir), "--output", str(output), "--threads", "1"]
     )
     assert code == 0
     return output
@@ -58,6 +63,14 @@ def test_mmoe_beats_input_order(home_depot):
     models = home_depot["models"]
 
     assert models["mmoe_frozen"]["test/ndcg@10"]["mean"] > models["input_order"]["test/ndcg@10"]["mean"]
+
+
+def test_mmoe_beats_floors_on_validation(home_depot):
+    models = home_depot["models"]
+    mmoe = models["mmoe_frozen"]["validation/ndcg@10"]["mean"]
+
+    assert mmoe > models["input_order"]["validation/ndcg@10"]["mean"]
+    assert mmoe > models["bm25"]["validation/ndcg@10"]["mean"]
 
 
 def test_winner_beats_random_order(home_depot):
