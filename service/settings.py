@@ -74,7 +74,12 @@ class Settings(BaseSettings):
         ge=1,
         description="ONNX Runtime threads per session. More than the cores per worker makes threads fight.",
     )
-    inference_workers: int = Field(1, ge=1, description="Threads that run inference off the event loop.")
+    inference_workers: int = Field(
+        2,
+        ge=1,
+        description="Threads that run inference off the event loop. Two let one request's ONNX "
+        "Runtime call overlap another's Python steps (see docs/performance.md).",
+    )
     query_cache_size: int = Field(
         100_000,
         ge=0,
