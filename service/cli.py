@@ -38,8 +38,11 @@ def main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, ValueError, RuntimeError) as error:
         logger.error("%s", error)
         return 2
-    except (RedisError, OSError) as error:
+    except RedisError as error:
         logger.error("Redis request failed: %s; check --redis-url and that the server is running", error)
+        return 2
+    except OSError as error:
+        logger.error("%s failed: %s", args.command, error)
         return 2
 
 

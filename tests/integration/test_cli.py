@@ -138,3 +138,18 @@ def test_deploy_url_needs_token(two_bundles):
 
     assert result.returncode == 2
     assert "RANKER_ADMIN_TOKEN is not set" in result.stderr
+
+
+def test_file_error_named_as_such(tmp_path):
+    # --models-dir names a file, so creating the folder raises FileExistsError (an OSError).
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "model.pt").write_bytes(b"")  # passes the finished-run check
+    models = tmp_path / "models"
+    models.write_text("not a folder")
+
+    result = ranker("export", "--run", str(tmp_path / "run"), "--models-dir", str(models))
+
+    assert result.returncode == 2
+    assert "export failed" in result.stderr
+    assert "Redis" not in result.stderr
+    assert "Traceback" not in result.stderr

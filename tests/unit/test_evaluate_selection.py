@@ -1,6 +1,7 @@
 """Tests of the evaluation's winner record for the manifest."""
 
 from training.experiments.cli import COMPARED_METRICS, comparison_of
+from training.experiments.grid import fresh_folder
 
 
 def _entry(value: float) -> dict:
@@ -31,3 +32,15 @@ def test_comparison_records_evaluation_data():
 
 def test_comparison_drops_other_fields():
     assert set(comparison_of(REPORT)["models"]["bm25"]) == set(COMPARED_METRICS)
+
+
+def test_fresh_folder_clears_a_previous_run(tmp_path):
+    prepared = tmp_path / "home_depot" / "data"
+    (prepared / "tokenizer").mkdir(parents=True)
+    (prepared / "tokenizer" / "vocab.txt").write_text("stale")
+
+    folder = fresh_folder(prepared)
+
+    assert folder == prepared
+    assert folder.is_dir()
+    assert list(folder.iterdir()) == []
