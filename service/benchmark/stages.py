@@ -12,8 +12,9 @@ from service.engines.bundle import Bundle
 from service.engines.user_store import RedisUserStore
 from service.features.builder import QueryContext
 from service.features.user import UserFeatures
+from service.pipeline.candidates import Candidate, gather_products, product_features
 from service.pipeline.fusion import fuse_scores
-from service.pipeline.rank import Candidate, Scored, gather_products, order_candidates, product_features
+from service.pipeline.ordering import Scored, order_candidates
 
 # Stages measured alone; their p50s sum to the floor of one request.
 FLOOR_STAGES = (

@@ -17,7 +17,8 @@ from service.engines.encoder import ENCODER_INPUTS
 from service.engines.manifest import BundleError
 from service.features.builder import CATEGORICAL_FEATURES, CONTINUOUS_FEATURES
 from service.features.user import UserFeatures
-from service.pipeline.rank import Candidate, score_candidates
+from service.pipeline.candidates import Candidate
+from service.pipeline.rank import score_candidates
 from service.pipeline.timing import StageTimer
 
 logger = logging.getLogger(__name__)

@@ -14,7 +14,8 @@ import orjson
 from service.engines.bundle import WARMUP_QUERIES, Bundle
 from service.engines.manifest import BundleError
 from service.features.user import UserFeatures
-from service.pipeline.rank import Candidate, score_candidates
+from service.pipeline.candidates import Candidate
+from service.pipeline.rank import score_candidates
 from service.pipeline.timing import StageTimer
 
 GOLDEN_FILE = "golden.json"

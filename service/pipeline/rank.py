@@ -17,19 +17,19 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import NotRequired, Protocol, TypedDict
 
 import numpy as np
 
 from service.engines.bundle import Bundle
 from service.engines.query_cache import QueryEmbeddingCache
 from service.engines.user_store import FEATURE_STORE_TIMEOUT, UserLookup, UserStore
-from service.features.attributes import ProductAttributes, describe_product
-from service.features.builder import CATEGORICAL_FEATURES, CONTINUOUS_FEATURES, QueryContext, build_features
+from service.features.builder import QueryContext
 from service.features.user import UserFeatures
 from service.logging_setup import RepeatLimiter
+from service.pipeline.candidates import CandidateLike, gather_products, product_features
 from service.pipeline.deadline import Deadline, DeadlineExceeded
 from service.pipeline.fusion import fuse_scores
+from service.pipeline.ordering import RankedItem, Scored, input_order, order_candidates
 from service.pipeline.timing import StageTimer
 
 logger = logging.getLogger(__name__)
@@ -44,37 +44,6 @@ DEADLINE_EXCEEDED = "deadline_exceeded"
 USER_FEATURES_SHARE = 1 / 3
 
 
-class CandidateLike(Protocol):
-    """What the pipeline reads of a candidate.
-
-    The API passes its validated request items as they are, because copying 1,000 of them into
-    `Candidate` objects cost 0.36 ms.
-    """
-
-    @property
-    def product_id(self) -> str: ...
-
-    @property
-    def title(self) -> str | None: ...
-
-
-@dataclass(frozen=True)
-class Candidate:
-    product_id: str
-    title: str | None = None
-
-
-class RankedItem(TypedDict):
-    """One item of the response, as it is serialized: built once, as a plain dict, because
-    1,000 of them as objects and then again as dicts cost about 1.5 ms."""
-
-    product_id: str
-    rank: int
-    score: float | None  # None when the item was not scored (input-order fallback)
-    task_scores: dict[str, float]
-    explanation: NotRequired[dict]
-
-
 @dataclass(frozen=True)
 class RankResult:
     bundle_version: str
@@ -82,17 +51,6 @@ class RankResult:
     degraded_reasons: list[str]
     timer: StageTimer
     query_cache_hit: bool = False
-
-
-@dataclass(frozen=True)
-class Scored:
-    probabilities: np.ndarray  # [candidates, tasks]
-    scores: np.ndarray  # [candidates]
-    categorical: np.ndarray
-    continuous: np.ndarray
-    unknown_without_title: int
-    query_cache_hit: bool = False
-    encoder_failed: bool = False
 
 
 class RankingPipeline:
@@ -200,15 +158,6 @@ class RankingPipeline:
             return UserLookup(UserFeatures(), FEATURE_STORE_TIMEOUT)
 
 
-def input_order(candidates: Sequence[CandidateLike], top_k: int | None) -> list[RankedItem]:
-    """Return the fallback order when nothing could be scored: candidates as sent, without scores."""
-    kept = candidates[:top_k] if top_k is not None else candidates
-    return [
-        {"product_id": c.product_id, "rank": rank, "score": None, "task_scores": {}}
-        for rank, c in enumerate(kept, start=1)
-    ]
-
-
 def score_candidates(
     bundle: Bundle,
     query: str,
@@ -282,145 +231,3 @@ def embed_query(
     if cache is not None:
         cache.put(bundle.version, normalized_query, embedding)
     return embedding, False
-
-
-@dataclass(frozen=True)
-class GatheredProducts:
-    rows: np.ndarray  # int64 [candidates]: catalog row, -1 for a product the bundle does not know
-    embeddings: np.ndarray  # float32 [candidates, d]
-    new_products: dict[int, ProductAttributes]  # candidate position -> attributes from its request title
-    untitled: int  # unknown products ranked without text
-
-
-def gather_products(
-    bundle: Bundle, candidates: Sequence[CandidateLike], max_new_titles: int = 8
-) -> GatheredProducts:
-    """Look the candidates up in the catalog; embed new products from their request titles.
-
-    A product missing from the bundle is embedded from its request title, in one batched encoder
-    call for all such products, at most `max_new_titles` of them (an encoder pass each). Without
-    a usable title, or past that limit, it gets a zero embedding and empty attributes, and counts
-    as untitled.
-    """
-    catalog = bundle.catalog
-    rows = np.array([catalog.index.get(c.product_id, -1) for c in candidates], dtype=np.int64)
-    embeddings = catalog.embeddings[np.maximum(rows, 0)]  # a copy; unknown rows are overwritten
-    unknown = np.flatnonzero(rows < 0)
-    if unknown.size == 0:
-        return GatheredProducts(rows, embeddings, {}, 0)
-
-    titled = [i for i in unknown if (candidates[i].title or "").strip()][:max_new_titles]
-    if titled:
-        try:
-            embeddings[titled] = bundle.encoder.embed([candidates[i].title for i in titled])
-        except Exception as error:
-            failure_log.log(
-                logging.ERROR,
-                "title encoder failed; %d new products ranked without text",
-                len(titled),
-                exc_info=error,
-            )
-            titled = []
-    embedded = set(titled)
-    untitled = [i for i in unknown if i not in embedded]
-    embeddings[untitled] = 0.0
-    new_products = {
-        int(i): describe_product(candidates[i].title if i in embedded else "", bundle.brands) for i in unknown
-    }
-    return GatheredProducts(rows, embeddings, new_products, len(untitled))
-
-
-def product_features(
-    bundle: Bundle,
-    user: UserFeatures,
-    context: QueryContext,
-    candidates: Sequence[CandidateLike],
-    products: GatheredProducts,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Return the ranker's (categorical, continuous) inputs, rows in candidate order.
-
-    Catalog products take the array path (`CatalogColumns`). New products, described from their
-    request titles, take `build_features`, which defines the same values one product at a time.
-    """
-    if not products.new_products:
-        return bundle.columns.features(user, context, products.rows, bundle.vocabularies)
-    n = len(candidates)
-    categorical = np.empty((n, len(CATEGORICAL_FEATURES)), dtype=np.int64)
-    continuous = np.empty((n, len(CONTINUOUS_FEATURES)), dtype=np.float32)
-    known = np.flatnonzero(products.rows >= 0)
-    if known.size:
-        categorical[known], continuous[known] = bundle.columns.features(
-            user, context, products.rows[known], bundle.vocabularies
-        )
-    new = list(products.new_products)
-    categorical[new], continuous[new] = build_features(
-        user,
-        context,
-        [candidates[i].product_id for i in new],
-        list(products.new_products.values()),
-        bundle.stats,
-        bundle.vocabularies,
-    )
-    return categorical, continuous
-
-
-def order_candidates(
-    bundle: Bundle, candidates: Sequence[CandidateLike], scored: Scored, top_k: int | None, explain: bool
-) -> list[RankedItem]:
-    """Sort by score, highest first; equal scores fall back to product_id, so the order never
-    depends on the order candidates were sent in."""
-    tasks = bundle.ranker.tasks
-    served = bundle.served_tasks
-    order = sort_by_score(scored.scores, candidates)[:top_k]
-    # Plain Python floats: converting numpy scalars one by one costs several times more.
-    scores = scored.scores[order].tolist()
-    served_probabilities = scored.probabilities[np.ix_(order, [tasks.index(t) for t in served])].tolist()
-    positions = order.tolist()
-    items: list[RankedItem] = [
-        {
-            "product_id": candidates[i].product_id,
-            "rank": rank,
-            "score": score,
-            "task_scores": dict(zip(served, probabilities, strict=True)),
-        }
-        for rank, (i, score, probabilities) in enumerate(
-            zip(positions, scores, served_probabilities, strict=True), start=1
-        )
-    ]
-    if explain:
-        for item, i in zip(items, positions, strict=True):
-            item["explanation"] = _explain(tasks, scored, i)
-    return items
-
-
-def sort_by_score(scores: np.ndarray, candidates: Sequence[CandidateLike]) -> np.ndarray:
-    """Return candidate positions by descending score, ties by product_id (int64 [candidates]).
-
-    One numpy sort; only runs of equal scores (float32 collides now and then over 1,000
-    candidates) are sorted again, by product_id, in Python.
-    """
-    order = np.argsort(-scores, kind="stable")
-    ordered = scores[order]
-    tied = np.flatnonzero(ordered[1:] == ordered[:-1])  # i: positions i and i + 1 are tied
-    if tied.size == 0:
-        return order
-    # Each run of ties starts where the previous position was not tied with it.
-    run_starts = tied[np.r_[True, np.diff(tied) > 1]]
-    run_ends = tied[np.r_[np.diff(tied) > 1, True]] + 2
-    for start, end in zip(run_starts.tolist(), run_ends.tolist(), strict=True):
-        order[start:end] = sorted(order[start:end].tolist(), key=lambda i: candidates[i].product_id)
-    return order
-
-
-def _explain(tasks: Sequence[str], scored: Scored, row: int) -> dict:
-    return {
-        "task_probabilities": {
-            task: float(p) for task, p in zip(tasks, scored.probabilities[row], strict=True)
-        },
-        "categorical": {
-            name: int(v) for name, v in zip(CATEGORICAL_FEATURES, scored.categorical[row], strict=True)
-        },
-        "continuous": {
-            name: float(v) for name, v in zip(CONTINUOUS_FEATURES, scored.continuous[row], strict=True)
-        },
-    }

@@ -13,15 +13,13 @@ from service.engines.bundle import load_bundle
 from service.engines.query_cache import QueryEmbeddingCache
 from service.engines.user_store import FEATURE_STORE_TIMEOUT, SnapshotUserStore
 from service.features.builder import CONTINUOUS_FEATURES, QueryContext, build_features
+from service.pipeline.candidates import Candidate, gather_products, product_features
 from service.pipeline.rank import (
     DEADLINE_EXCEEDED,
     ENCODER_FAILED,
     RANKER_FAILED,
     UNKNOWN_PRODUCT,
-    Candidate,
     RankingPipeline,
-    gather_products,
-    product_features,
 )
 from service.pipeline.timing import STAGES
 

@@ -4,7 +4,8 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from service.pipeline.rank import Candidate, sort_by_score
+from service.pipeline.candidates import Candidate
+from service.pipeline.ordering import sort_by_score
 
 
 @settings(max_examples=200, deadline=None)
