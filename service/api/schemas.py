@@ -2,20 +2,16 @@
 
 import math
 import re
-import unicodedata
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, field_validator, model_validator
+
+from service.features.text import has_visible_text
 
 # C0 and C1 control characters (Unicode category Cc): tabs, newlines, NUL, DEL and the like.
 # A query reaches the tokenizer with each replaced by a space. Format characters (Cf), such as
 # right-to-left marks and the zero-width joiner inside emoji, are kept.
 _CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 MAX_TOP_K = 10_000
-
-
-def _visible(character: str) -> bool:
-    """Return whether a character shows as text: not whitespace, control or format (zero-width)."""
-    return not character.isspace() and unicodedata.category(character) not in ("Cc", "Cf")
 
 
 RANK_EXAMPLE = {
@@ -64,7 +60,7 @@ class RankRequest(BaseModel):
     @classmethod
     def _query_has_text(cls, query: str) -> str:
         query = _CONTROL_CHARACTERS.sub(" ", query)
-        if not any(_visible(character) for character in query):
+        if not has_visible_text(query):
             raise ValueError("query has no visible characters; send the user's search text")
         return query
 

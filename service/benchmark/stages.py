@@ -22,7 +22,7 @@ FLOOR_STAGES = (
     "encode_query",
     "redis_get",
     "gather_products",
-    "build_features",
+    "product_features",
     "ranker",
     "fuse_and_order",
     "json_response",
@@ -73,7 +73,7 @@ def measure_stage_floors(
         "tokenize": _timed(lambda: bundle.encoder.tokenize([query]), repeats),
         "encode_query": _timed(encode_new_query, repeats),
         "gather_products": _timed(lambda: gather_products(bundle, candidates), repeats),
-        "build_features": _timed(
+        "product_features": _timed(
             lambda: product_features(bundle, user, context, candidates, products), repeats
         ),
         "ranker": _timed(

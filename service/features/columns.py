@@ -1,11 +1,12 @@
 """The feature builder's per-product inputs as arrays, built once per bundle.
 
-`build_features` walks the candidates in Python, with set operations per candidate (3.6 ms for
-1,000 candidates). `CatalogColumns.features` computes the same two matrices for catalog products
-with array operations over their row numbers. Title tokens, prefixes and brand tokens are
-stored as integer ids in flat arrays, so a query's overlap with each title is a membership test
-over the gathered ids plus one `bincount`. Products the bundle does not know still go through
-`build_features` (see `service.pipeline.rank.product_features`).
+`build_features` walks the candidates in Python, with set operations per candidate: several
+milliseconds for 1,000 candidates (see docs/performance.md). `CatalogColumns.features` computes
+the same two matrices for catalog products with array operations over their row numbers. Title
+tokens, prefixes and brand tokens are stored as integer ids in flat arrays, so a query's overlap
+with each title is a membership test over the gathered ids plus one `bincount`. Products the
+bundle does not know still go through `build_features` (see
+`service.pipeline.candidates.product_features`).
 
 Both paths must give the same values; `tests/unit/test_columns.py` compares them.
 """

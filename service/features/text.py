@@ -27,3 +27,12 @@ def tokenize(text: str) -> list[str]:
 
 def is_number_token(token: str) -> bool:
     return _NUMBER.search(token) is not None
+
+
+def is_visible(character: str) -> bool:
+    """Return whether a character shows as text: not whitespace, control or format (zero-width)."""
+    return not character.isspace() and unicodedata.category(character) not in ("Cc", "Cf")
+
+
+def has_visible_text(text: str | None) -> bool:
+    return text is not None and any(is_visible(character) for character in text)

@@ -10,6 +10,7 @@ import numpy as np
 from service.engines.bundle import Bundle
 from service.features.attributes import ProductAttributes, describe_product
 from service.features.builder import CATEGORICAL_FEATURES, CONTINUOUS_FEATURES, QueryContext, build_features
+from service.features.text import has_visible_text
 from service.features.user import UserFeatures
 from service.logging_setup import RepeatLimiter
 
@@ -52,8 +53,9 @@ def gather_products(
 
     A product missing from the bundle is embedded from its request title, in one batched encoder
     call for all such products, at most `max_new_titles` of them (an encoder pass each). Without
-    a usable title, or past that limit, it gets a zero embedding and empty attributes, and counts
-    as untitled.
+    a title with a visible character, or past that limit (the first titles by product_id are
+    embedded), it gets a zero embedding and the attributes of an empty title, and counts as
+    untitled.
     """
     catalog = bundle.catalog
     rows = np.array([catalog.index.get(c.product_id, -1) for c in candidates], dtype=np.int64)
@@ -62,7 +64,12 @@ def gather_products(
     if unknown.size == 0:
         return GatheredProducts(rows, embeddings, {}, 0)
 
-    titled = [i for i in unknown if (candidates[i].title or "").strip()][:max_new_titles]
+    # Past the limit, which titles are embedded must not depend on the order candidates were sent
+    # in (the ranking would), so the first ones by product_id are.
+    titled = sorted(
+        (int(i) for i in unknown if has_visible_text(candidates[i].title)),
+        key=lambda i: candidates[i].product_id,
+    )[:max_new_titles]
     if titled:
         try:
             embeddings[titled] = bundle.encoder.embed([candidates[i].title for i in titled])

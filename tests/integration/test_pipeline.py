@@ -94,6 +94,37 @@ def test_task_scores_are_probabilities(pipeline, bundle):
         assert all(0.0 <= p <= 1.0 for p in item["task_scores"].values())
 
 
+def test_titles_past_limit_ignore_candidate_order(pipeline):
+    # One more titled new product than RANKER_MAX_NEW_TITLES (8): which one loses its text must
+    # not depend on where it was sent.
+    titles = [
+        "Cordless Drill",
+        "Hammer Drill Kit",
+        "Drill Bit Set",
+        "Impact Driver",
+        "Socket Set",
+        "Paint Roller",
+        "Copper Pipe",
+        "LED Bulb",
+        "Garden Hose",
+    ]
+    candidates = [Candidate(f"new-{i}", title) for i, title in enumerate(titles)]
+
+    forward = rank(pipeline, "cordless drill", candidates)
+    backward = rank(pipeline, "cordless drill", candidates[::-1])
+
+    assert [(i["product_id"], i["score"]) for i in forward.items] == [
+        (i["product_id"], i["score"]) for i in backward.items
+    ]
+    assert forward.degraded_reasons == [UNKNOWN_PRODUCT]
+
+
+def test_invisible_title_counts_as_untitled(pipeline, bundle):
+    result = rank(pipeline, "drill", [*some_products(bundle, 3), Candidate("new-z", "\u200b\u0000 ")])
+
+    assert result.degraded_reasons == [UNKNOWN_PRODUCT]
+
+
 def test_unknown_titled_product_embedded(pipeline, bundle):
     known = some_products(bundle, 5)
     titled = Candidate("new-sku", "Cordless Hammer Drill Kit with 2 Batteries")
