@@ -50,6 +50,17 @@ def _batch_inputs(data: RankingSet, rows: np.ndarray, tables) -> tuple[torch.Ten
     )
 
 
+def _gradient_step(model, optimizer, train, rows: np.ndarray, tables, weights) -> float:
+    """Take one optimizer step on the training rows `rows`; return the batch's mean loss."""
+    positions = torch.from_numpy(train.positions[rows])
+    logits = model.logits(*_batch_inputs(train, rows, tables), positions=positions)
+    loss = task_loss(logits, torch.from_numpy(train.targets[rows]), weights)
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+    return loss.item()
+
+
 def task_loss(logits: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     """Weighted sum over tasks of the mean BCE; missing targets (NaN) are left out."""
     present = ~torch.isnan(targets)
@@ -153,12 +164,7 @@ def fine_tune(
         tuned.train()
         chosen = generator.choice(len(lists), size=min(config.tuning_lists, len(lists)), replace=False)
         rows = np.concatenate([np.arange(lists[i].start, lists[i].stop) for i in chosen])
-        positions = torch.from_numpy(train.positions[rows])
-        logits = model.logits(*_batch_inputs(train, rows, tuned), positions=positions)
-        loss = task_loss(logits, torch.from_numpy(train.targets[rows]), weights)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
+        _gradient_step(model, optimizer, train, rows, tuned, weights)
     after = validation_loss(model, validation, tuned, validation_weights)
     model.eval()
     tuned.eval()
@@ -204,13 +210,7 @@ def fit(
         running = 0.0
         for start in range(0, len(order), config.batch_size):
             rows = order[start : start + config.batch_size]
-            positions = torch.from_numpy(train.positions[rows])
-            logits = model.logits(*_batch_inputs(train, rows, tables), positions=positions)
-            loss = task_loss(logits, torch.from_numpy(train.targets[rows]), weights)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            running += loss.item() * len(rows)
+            running += _gradient_step(model, optimizer, train, rows, tables, weights) * len(rows)
 
         val_loss = validation_loss(model, validation, tables, validation_weights)
         score = _stopping_score(model, validation, tables, config, weights, val_loss)

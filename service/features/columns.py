@@ -163,7 +163,7 @@ class CatalogColumns:
         return categorical, continuous
 
     def _text_columns(self, query: QueryContext, rows: np.ndarray) -> np.ndarray:
-        """The eight text-matching columns, as `builder._text_values` defines them."""
+        """Compute the eight text-matching columns, as `builder._text_values` defines them."""
         n = len(rows)
         query_ids = _ids(query.token_set, self.tokens)
         values, owners = self.title_tokens.gather(rows)
@@ -191,8 +191,9 @@ class CatalogColumns:
         return columns
 
     def _exact_phrase(self, query: QueryContext, rows: np.ndarray, shared: np.ndarray) -> np.ndarray:
-        """1 where the title holds the query's tokens as one phrase; only titles that hold every
-        query token can, so only those are searched."""
+        """Return 1 where the title contains the query's tokens as one phrase, else 0.
+
+        Only titles that contain every query token can match, so only those are searched."""
         phrase = np.zeros(len(rows))
         if not query.tokens:
             return phrase

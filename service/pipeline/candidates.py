@@ -19,7 +19,7 @@ failure_log = RepeatLimiter(logger)
 
 
 class CandidateLike(Protocol):
-    """What the pipeline reads of a candidate.
+    """The fields of a candidate that the pipeline reads.
 
     The API passes its validated request items as they are, because copying 1,000 of them into
     `Candidate` objects cost 0.36 ms.

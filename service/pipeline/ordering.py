@@ -35,10 +35,10 @@ class Scored:
 
 def input_order(candidates: Sequence[CandidateLike], top_k: int | None) -> list[RankedItem]:
     """Return the fallback order when nothing could be scored: candidates as sent, without scores."""
-    kept = candidates[:top_k] if top_k is not None else candidates
+    returned = candidates[:top_k] if top_k is not None else candidates
     return [
         {"product_id": c.product_id, "rank": rank, "score": None, "task_scores": {}}
-        for rank, c in enumerate(kept, start=1)
+        for rank, c in enumerate(returned, start=1)
     ]
 
 

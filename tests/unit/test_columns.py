@@ -10,7 +10,7 @@ from service.features.columns import CatalogColumns, RaggedIds
 from service.features.interactions import InteractionStats, pair_key
 from service.features.user import SEGMENTS, UserFeatures
 
-# Brands, departments, sizes, repeated words and a word no title holds ("zebra").
+# Brands, departments, sizes, repeated words and a word no title contains ("zebra").
 WORDS = ("delta", "behr", "ryobi", "faucet", "paint", "drill", "drills", "1/2", "2.5", "in.", "white", "led")
 QUERY_WORDS = (*WORDS, "zebra", "12-gauge")
 BRANDS = BrandVocabulary(["delta", "behr", "ryobi drill"])
